@@ -1,0 +1,21 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+PRESET ?=
+ARGS := $(if $(PRESET),--preset $(PRESET),)
+
+.PHONY: install demo test bench
+
+install:
+	bash scripts/install.sh
+
+demo: install  ## the whole pipeline at the default preset (gpu with CUDA, else cpu)
+	$(PYTHON) train_rm.py $(ARGS)
+
+test: install  ## the unit tests (slow ones are marked and left out)
+	$(PYTHON) -m pytest -q
+
+bench: install
+	$(PYTHON) bench/tokenizer.py
+	$(PYTHON) bench/oracle.py
+	$(PYTHON) bench/generate.py
+	$(PYTHON) bench/train_step.py

@@ -1,0 +1,99 @@
+"""The run directory: where each stage leaves its files, atomic saves, safe loads, the recorded config.
+
+Layout of a run directory (e.g. runs/cpu/):
+    config.json          the resolved configuration; a later run must agree with it to resume
+    world/docs.json      the generated documents (and their facts)
+    tokenizer.tiktoken   our BPE in tiktoken's text format
+    pretrain/ sft/ prefs/ rm/ warm/ rl/   one folder per stage
+    metrics/*.jsonl      one JSON line per logged step
+    figures/*.png, report.md
+"""
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from warm_mini import config as config_lib
+
+# Fields that may change between a run and its resumption without changing any result.
+RESUMABLE_FIELDS = {"device"}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file, fsync, then rename: a kill at any moment leaves either the old file or the new."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save(obj: dict, path: Path) -> None:
+    """Save a plain dict of tensors and simple values atomically."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load(path: Path, map_location="cpu") -> dict:
+    """Load a checkpoint without unpickling arbitrary objects."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def record_config(run_dir: Path, cfg: config_lib.Config) -> None:
+    """Write config.json, or check that the run directory's recorded config agrees with `cfg`.
+
+    Resuming a run under a different configuration would silently mix two experiments, so any
+    difference outside RESUMABLE_FIELDS stops the run with the list of differing fields.
+    """
+    path = Path(run_dir) / "config.json"
+    new = config_lib.to_dict(cfg)
+    if path.exists():
+        old = json.loads(path.read_text())
+        diffs = list(_differences(old, new))
+        if diffs:
+            lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, a, b in diffs)
+            raise SystemExit(
+                f"error: {path} was written by an incompatible configuration:\n{lines}\n"
+                f"Use the same settings to resume, or a new --run-dir for a new run."
+            )
+        return
+    atomic_write_text(path, config_lib.dumps(cfg) + "\n")
+
+
+def _differences(old: dict, new: dict, prefix: str = ""):
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _differences(a, b, prefix=f"{name}.")
+        elif a != b and name not in RESUMABLE_FIELDS:
+            yield name, a, b
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one metrics record as a JSON line (the metrics/*.jsonl logs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")

@@ -1,0 +1,212 @@
+"""Presets (tiny, cpu, gpu) in one place, and the command line shared by every script.
+
+Every field of every section can be overridden from the command line as `--section.field VALUE`,
+e.g. `python train_rm.py --preset cpu --model.n_layer 6`. The scripts add their own flags beside these.
+"""
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PRESETS = ("tiny", "cpu", "gpu")
+
+
+@dataclass
+class WorldConfig:
+    """The generated summarization world."""
+
+    n_docs: int = 4000
+    """number of documents generated (split into train / validation / test by `val_frac`, `test_frac`)"""
+    val_frac: float = 0.05
+    """share of documents held out as in-distribution validation (the paper held out ~5%)"""
+    test_frac: float = 0.05
+    """share of documents held out as in-distribution test"""
+    label_tau: float = 0.1
+    """temperature of the labeler's Bradley-Terry noise: P(prefer 1) = sigmoid((s1 - s2) / tau)"""
+
+
+@dataclass
+class TokenizerConfig:
+    """Our own byte-level BPE, wrapped in a tiktoken.Encoding."""
+
+    vocab_size: int = 2048
+    """target vocabulary size, special tokens included (training stops early if merges run out)"""
+    train_chars: int = 2_000_000
+    """characters of world text the BPE is trained on"""
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the GPT backbone shared by the policy, the reward models and the value model."""
+
+    vocab_size: int = 2048
+    """rows of the token embedding; set from the trained tokenizer"""
+    block_size: int = 256
+    """longest sequence (document + separator + summary) the model sees"""
+    n_layer: int = 4
+    """transformer blocks"""
+    n_head: int = 4
+    """attention heads per block"""
+    n_embd: int = 128
+    """width of the residual stream (C)"""
+    dropout: float = 0.0
+    """dropout on attention weights and residual branches (off during RL)"""
+    bias: bool = True
+    """biases in Linear and LayerNorm layers"""
+
+
+@dataclass
+class TrainConfig:
+    """One run of the shared training loop (pretraining, SFT, or one reward model)."""
+
+    steps: int = 600
+    """optimizer steps"""
+    batch_size: int = 32
+    """sequences per optimizer step, summed over processes and accumulation micro-steps"""
+    grad_accum: int = 1
+    """micro-steps accumulated per optimizer step (per process)"""
+    lr: float = 3e-3
+    """peak learning rate"""
+    min_lr_frac: float = 0.1
+    """the cosine decay ends at lr * min_lr_frac"""
+    warmup_steps: int = 50
+    """linear warmup from 0 to lr"""
+    weight_decay: float = 0.1
+    """AdamW decay on weight matrices (never on norms, biases, embeddings)"""
+    beta2: float = 0.99
+    """AdamW second-moment decay (beta1 is 0.9)"""
+    grad_clip: float = 1.0
+    """clip the global gradient norm to this (0 = off)"""
+    eval_every: int = 100
+    """steps between evaluations (and at the end)"""
+    ckpt_every: int = 100
+    """steps between resumable checkpoints (and at the end)"""
+    snapshot_every: int = 0
+    """steps between model-only snapshots kept along the trajectory, for Baklava (0 = none)"""
+    compile: bool = False
+    """torch.compile the model (pays on CUDA; on a 2-core CPU it costs 30 s and gains nothing)"""
+
+
+@dataclass
+class Config:
+    """Everything a run needs; one preset fills it, the command line adjusts it."""
+
+    preset: str = "cpu"
+    """which preset the defaults came from"""
+    seed: int = 0
+    """seed for the world, the tokenizer's text sample and every training run"""
+    device: str = "cpu"
+    """torch device: cuda when available, else cpu"""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=350, batch_size=16, lr=2e-3, warmup_steps=30))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, batch_size=32, lr=1e-3, warmup_steps=20, snapshot_every=50))
+
+
+def preset(name: str) -> Config:
+    """The defaults of one preset: `tiny` for tests (seconds), `cpu` for the demo, `gpu` for one H100."""
+    if name == "tiny":
+        return Config(
+            preset=name,
+            world=WorldConfig(n_docs=400),
+            tokenizer=TokenizerConfig(vocab_size=1024, train_chars=250_000),
+            model=ModelConfig(block_size=320, n_layer=2, n_head=2, n_embd=32),
+            pretrain=TrainConfig(steps=60, batch_size=8, warmup_steps=10, eval_every=20, ckpt_every=20),
+            sft=TrainConfig(steps=40, batch_size=8, lr=1e-3, warmup_steps=5, eval_every=20, ckpt_every=20, snapshot_every=10),
+        )
+    if name == "cpu":
+        return Config(preset=name)
+    if name == "gpu":
+        return Config(
+            preset=name,
+            device="cuda",
+            world=WorldConfig(n_docs=60_000),
+            tokenizer=TokenizerConfig(vocab_size=4096, train_chars=4_000_000),
+            model=ModelConfig(n_layer=8, n_head=8, n_embd=512),
+        )
+    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def _sections(cfg: Config):
+    """(name, dataclass instance) for each nested section of the config."""
+    return [(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def default_preset() -> str:
+    """gpu when CUDA is available, else cpu."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every script shares: --preset, --run-dir, --seed, and one --section.field per config field."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", choices=PRESETS, default=None, help="size of the run (default: gpu if CUDA is available, else cpu)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="where every stage reads and writes (default: runs/<preset>)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: 0)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    template = Config()
+    for section_name, section in _sections(template):
+        group = parser.add_argument_group(f"{section_name} overrides", section.__doc__)
+        for f in dataclasses.fields(section):
+            kind = _parse_bool if f.type in (bool, "bool") else type(getattr(section, f.name))
+            group.add_argument(f"--{section_name}.{f.name}", dest=f"{section_name}.{f.name}", type=kind, default=None, metavar=f.name.upper(), help=_field_doc(type(section), f.name))
+    return parser
+
+
+def _field_doc(cls, name: str) -> str:
+    """The docstring line written under a dataclass field (read from the source, so it is written once)."""
+    import inspect
+
+    lines = inspect.getsource(cls).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{name}:") and i + 1 < len(lines) and lines[i + 1].strip().startswith('"""'):
+            return lines[i + 1].strip().strip('"').replace("%", "%%")  # argparse formats help with %
+    return ""
+
+
+def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
+    """Apply the command line to its preset; returns the config and the run directory."""
+    import torch
+
+    cfg = preset(args.preset or default_preset())
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.device is not None:
+        cfg.device = args.device
+    elif cfg.device == "cuda" and not torch.cuda.is_available():
+        cfg.device = "cpu"
+    for section_name, section in _sections(cfg):
+        for f in dataclasses.fields(section):
+            value = getattr(args, f"{section_name}.{f.name}", None)
+            if value is not None:
+                setattr(section, f.name, value)
+    run_dir = args.run_dir or Path("runs") / cfg.preset
+    return cfg, run_dir
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict) -> Config:
+    cfg = Config(**{k: v for k, v in d.items() if not isinstance(v, dict)})
+    for section_name, section in _sections(cfg):
+        setattr(cfg, section_name, type(section)(**d.get(section_name, {})))
+    return cfg
+
+
+def dumps(cfg: Config) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)

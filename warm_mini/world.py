@@ -1,0 +1,518 @@
+"""The summarization world: documents with facts, reference summaries, the oracle and the labeler.
+
+Each document reports one main event (who, in what role, did what to how many of which objects, where,
+when) among 2 to 6 distractor sentences about other people, places and numbers. A good summary is one
+sentence that copies the main event's facts, and only those, into one of a few summary templates.
+
+The oracle scores a summary against the document's facts (not its text) and is the control reward of
+the whole demo, so it is built to be hard to game: a summary earns points only for the main event's
+facts, and loses points for other facts, invented ones, words outside the summary grammar, repetition,
+rambling and a missing end marker. The labeler turns two oracle scores into a noisy preference.
+
+Everything is seeded with `random.Random`, which gives the same numbers in every process (no use of
+`hash()` or of set order), so a seed names one world.
+"""
+
+import random
+import re
+import string
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+EOT = "<|endoftext|>"  # ends every summary (and separates pretraining texts)
+SEP = "<|sep|>"  # separates a document from its summary
+
+# ---------------------------------------------------------------------------------------------------
+# Lexicon. Every fact is a phrase from one of these lists, and no phrase is in two lists, so the oracle
+# can tell from a phrase alone which kind of fact it is.
+
+FIRST_NAMES = """Anna Ben Clara David Elena Felix Grace Hugo Irene Jonas Karen Leo Maria Nico Olga Paul
+Quinn Rosa Samuel Tara Umar Vera Walter Xenia Yusuf Zoe Adam Bianca Carlos Diana Emil Fiona George Hanna
+Ivan Julia Kevin Lena Marco Nadia Oscar Petra Rafael Sofia Tomas Ursula Victor Wendy Yara Alice Bruno
+Chloe Daniel Eva Frank Gina Henry Ines Jack Laura""".split()
+
+SURNAMES = """Abbott Berg Castillo Dalton Eriksen Fischer Garcia Hartley Ito Jensen Kowalski Lindqvist
+Moreau Novak Okafor Petrov Quist Rossi Sato Tanaka Ueda Varga Walsh Xu Yilmaz Zimmer Ahmed Brennan Costa
+Dubois Ekberg Farrell Gallo Horvat Ivanova Janssen Keller Larsen Mendes Nakamura Olsen Quinlan Reyes
+Schmidt Torres Ulrich Vogel Weber Zhang Alvarez Becker Conti Duarte Engel Ferreira Grant Holm Iqbal
+Moretti Sandoval""".split()
+
+# Invented town names, built from parts so that 160 of them stay short and pronounceable.
+PLACES = [root + end for root in """Ash Birch Bram Clay Cold Dun Elm Fern Glen Hazel Holt Ivy Kings Lark
+Mill Oak Pine Red Stone Thorn""".split() for end in "ford bury wick ton field mouth dale port".split()]
+
+ROLES = """teacher, farmer, mechanic, nurse, engineer, librarian, carpenter, fisherman, pilot, mayor, chef,
+architect, volunteer, student, shopkeeper, plumber, electrician, gardener, firefighter, doctor,
+pharmacist, journalist, photographer, museum curator, bus driver, postal worker, police officer,
+lawyer, accountant, sailor, tailor, blacksmith, beekeeper, veterinarian""".replace("\n", " ").split(", ")
+
+# Past tenses that are also past participles, so "were {action} by" reads right in every template.
+ACTIONS = """delivered donated sold bought repaired collected painted inspected ordered shipped counted
+cleaned moved stored tested displayed loaded unloaded returned rented lent found restored packed
+carried recovered exported imported auctioned polished photographed catalogued transported replaced
+installed distributed purchased examined recycled unpacked insured labelled weighed wrapped
+exhibited""".split()
+
+# Plural, movable things, so that any action above makes sense with any of them.
+OBJECTS = """bicycles, lamps, chairs, tables, pianos, violins, boats, tractors, computers, telescopes,
+clocks, kettles, umbrellas, blankets, lanterns, drums, guitars, ladders, wheelbarrows, canoes, sewing
+machines, printers, typewriters, radios, televisions, cameras, microscopes, bookshelves, cabinets,
+mirrors, rugs, carpets, curtains, pillows, mattresses, beds, sofas, desks, stools, barrels, crates,
+buckets, shovels, rakes, hammers, saws, drills, helmets, backpacks, suitcases, tents, sleeping bags,
+kayaks, surfboards, skateboards, scooters, motorcycles, vans, trucks, buses, trailers, caravans,
+wagons, carriages, sculptures, paintings, statues, vases, bowls, plates, teapots, jugs, baskets,
+quilts, tapestries, banners, flags, posters, maps, globes, compasses, binoculars, anchors, sails, oars,
+fishing rods, nets, beehives, birdhouses, greenhouses, sheds, fences, gates, windows, doors, stoves,
+ovens, fridges, freezers, washing machines, heaters, fans, generators, batteries, solar panels, wind
+turbines, water pumps, street lamps, traffic lights, park benches, bells, trumpets, flutes, cellos,
+harps, accordions, xylophones, laptops, tablets, phones, keyboards, monitors, speakers, headphones,
+microphones, projectors, robots, drones, engines, tyres, wheels, chainsaws, lawnmowers, sprinklers,
+hoses, watering cans, flowerpots, toolboxes, wardrobes, cribs, strollers, wheelchairs, crutches,
+stretchers, fire extinguishers, lockers, safes, trunks, chests, music boxes, rocking chairs,
+armchairs, chandeliers, candlesticks, picture frames, hand carts, sledges, skis, snowboards,
+easels""".replace("\n", " ").split(", ")
+
+TIMES = """on Monday, on Tuesday, on Wednesday, on Thursday, on Friday, on Saturday, on Sunday,
+in January, in February, in March, in April, in May, in June, in July, in August, in September,
+in October, in November, in December, last week, last month, last weekend, yesterday, this morning,
+this week, earlier this month, in the spring, in the summer, in the autumn, in the winter""".replace(
+    "\n", " "
+).split(", ")
+
+# ---------------------------------------------------------------------------------------------------
+# Templates. Placeholders: {name} (full name), {surname}, {role}, {a_role} ("a teacher", "an
+# engineer"), {action}, {qty}, {obj}, {place}, {time}; distractor templates also use {count} (a large
+# background number) and {main_surname}, {main_role}, {main_obj}, {main_place}, which point back at the
+# main event. The first letter of each sentence is capitalised after filling in.
+
+# The main event: a lead sentence, and a follow-up that gives the facts the lead left out, naming the
+# actor by surname or role (as news writing does). The actor's full name is always in the lead.
+MAIN_TEMPLATES = [
+    ("{name}, {a_role} from {place}, {action} {qty} {obj} {time}.", ""),
+    ("{time}, {a_role} named {name} {action} {qty} {obj} in {place}.", ""),
+    ("In {place}, the local {role} {name} {action} {qty} {obj} {time}.", ""),
+    ("{qty} {obj} were {action} in {place} {time} by {name}, {a_role}.", ""),
+    ("Residents of {place} watched {time} as {name}, {a_role}, {action} {qty} {obj}.", ""),
+    ("{place} {role} {name} {action} {qty} {obj} {time}.", ""),
+    ("{name}, who works as {a_role}, {action} {qty} {obj} in {place} {time}.", ""),
+    ("It was a busy day in {place} {time}: {name}, {a_role}, {action} {qty} {obj}.", ""),
+    ("{name} {action} {qty} {obj} in {place} {time}, according to local reports.", "{surname} works as {a_role} in the area."),
+    ("{name}, {a_role}, {action} {qty} {obj} {time}.", "The work took place in {place}, {surname} said."),
+    ("{role} {name} {action} {obj} in {place} {time}.", "In total, {surname} {action} {qty} {obj}."),
+    ("{name} {action} {qty} {obj} in {place}.", "The {role} did the work {time}, {surname} confirmed."),
+    ("{time}, {name} {action} {qty} {obj}.", "{surname}, {a_role}, did the work in {place}."),
+    ("{name} {action} a large number of {obj} in {place} {time}.", "The {role} said the exact number was {qty}."),
+    ("{name}, {a_role}, has {action} {qty} {obj} in {place}.", "{surname} finished the job {time}."),
+    ("{time}, {name} {action} {qty} {obj} at a site in {place}.", "{surname} is {a_role} by trade."),
+]
+
+# Distractor sentences: other events, quotes and background. Each one brings its own facts, several of
+# the same kind as the main event's (another place, another number), which a summary must leave out.
+DISTRACTOR_TEMPLATES = [
+    # other events, with a full set of facts
+    "Separately, {name}, {a_role}, {action} {qty} {obj} in {place} {time}, a spokesperson for the town said.",
+    "In a different case, {a_role} named {name} {action} {qty} {obj} in {place} {time}.",
+    "Meanwhile, {name}, {a_role} from {place}, {action} {qty} {obj} {time} with the help of friends.",
+    "A similar story came from {place}, where {role} {name} {action} {qty} {obj} {time}.",
+    "{qty} {obj} were also {action} in {place} {time} by {name}, {a_role} with many years of experience.",
+    # other events, with some of the facts
+    "{time}, {name} {action} {qty} {obj} in nearby {place}, but that was a much smaller job.",
+    "{name} {action} {qty} {obj} {time}, local records show, though nobody paid much attention.",
+    "In {place}, {name} {action} {qty} {obj} for a school that had asked for help.",
+    "{name}, {a_role}, {action} {obj} in {place} {time} as well, for a private client.",
+    "{time}, {a_role} in {place} {action} {qty} {obj} for the regional council.",
+    "Officials in {place} {action} {qty} {obj} {time} as part of a separate project.",
+    "Police said {qty} {obj} were reported missing in {place} {time}, and they asked for witnesses.",
+    "A shipment of {qty} {obj} is expected to reach {place} {time}, according to the port authority.",
+    "Only {qty} {obj} had been {action} in {place} the year before, the council said.",
+    # the main actor, but facts that are not the event's
+    "Earlier in the year, {main_surname} had {action} {qty} {obj} in {place} for a friend.",
+    "{main_surname} previously worked as {a_role} in {place} for several years.",
+    "{main_surname} came to {main_place} from {place} {years} years ago and never left.",
+    "{main_surname} plans to visit {place} next, where similar work is waiting.",
+    "The {main_role} said {qty} of the {main_obj} were very old and needed extra care.",
+    "The {main_obj} had previously been kept in {place}, far from where they were needed.",
+    # quotes
+    '"This is good news for everyone in the region," said {name}, {a_role} from {place}.',
+    '"We did not expect so many {main_obj}," {name}, {a_role}, told reporters after the event.',
+    '"I have lived in {place} for {years} years and never seen anything like it," said {name}.',
+    '{name}, {a_role} who lives in {place}, called it "a great day for the whole town".',
+    '"People here really care about their {obj}," said {a_role} named {name}.',
+    'Asked about the work, {name}, {a_role}, said: "It took a lot of effort, but it was worth it."',
+    '"We will need {qty} more {obj} next year," said {name}, who follows the project closely.',
+    "{main_surname} told reporters that the {main_role} had help from {name}, {a_role} from {place}.",
+    # background
+    "{place}, a quiet town by the river, has a population of about {count}.",
+    "{main_place} is home to about {count} people, many of whom came to watch.",
+    "The town of {place} lies {qty} kilometres away and has its own market.",
+    "Local records show that {count} visitors came to {place} {time} for the annual fair.",
+    "A market in {place} sells {obj} every weekend, and it is popular with visitors.",
+    "{place} held a festival {time} that drew {count} visitors from across the region.",
+    "The nearest {role} lives in {place}, {qty} kilometres away, which makes such work rare.",
+    "The weather in {place} was mild {time}, which helped the work along.",
+    "{name}, {a_role} from {place}, was not involved but followed the news with interest.",
+    "Schools in {place} were closed {time} because of a storm that brought heavy rain.",
+    "The council of {place} has set aside money for {qty} new {obj} over the coming years.",
+    "A team of {qty} helpers from {place} joined in, bringing tools and food.",
+]
+
+# The summaries: one sentence with every key fact, copied word for word from the document.
+SUMMARY_TEMPLATES = [
+    "{name}, {a_role}, {action} {qty} {obj} in {place} {time}.",
+    "{time}, {role} {name} {action} {qty} {obj} in {place}.",
+    "In {place}, {role} {name} {action} {qty} {obj} {time}.",
+    "{name} ({role}) {action} {qty} {obj} in {place} {time}.",
+    "{name}, who works as {a_role}, {action} {qty} {obj} in {place} {time}.",
+    "{time}, {name}, {a_role} from {place}, {action} {qty} {obj}.",
+    "{qty} {obj} were {action} by {role} {name} in {place} {time}.",
+    "{role} {name} {action} {qty} {obj} in {place} {time}.",
+]
+
+KEY_FACTS = ("name", "role", "action", "qty", "obj", "place", "time")
+
+# ---------------------------------------------------------------------------------------------------
+# Documents
+
+
+@dataclass(frozen=True)
+class Fact:
+    """The facts of one event or one sentence; fields a sentence does not mention are None."""
+
+    name: str | None = None  # full name, "Anna Berg"
+    role: str | None = None
+    action: str | None = None
+    qty: int | None = None
+    obj: str | None = None
+    place: str | None = None
+    time: str | None = None
+
+    @property
+    def surname(self) -> str:
+        return self.name.split()[-1]
+
+
+@dataclass
+class Document:
+    """One generated document and the facts behind it."""
+
+    text: str
+    facts: Fact  # the main event, every field set
+    distractors: list[Fact]  # one per distractor sentence
+    summary_template: int  # which of SUMMARY_TEMPLATES `reference` uses
+    _index: dict | None = field(default=None, init=False, repr=False, compare=False)  # the oracle's lookup, built on first use
+
+    @property
+    def reference(self) -> str:
+        """The reference summary, without the end marker."""
+        return reference_summary(self)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _fill(template: str, fact: Fact, main: Fact | None = None) -> str:
+    """One sentence from a template: placeholders filled in, first letter capitalised."""
+    values = {
+        "name": fact.name, "role": fact.role, "action": fact.action, "qty": fact.qty, "obj": fact.obj,
+        "place": fact.place, "time": fact.time, "count": fact.qty, "years": fact.qty,
+        "surname": fact.surname if fact.name else None,
+        "a_role": f"{_article(fact.role)} {fact.role}" if fact.role else None,
+    }
+    if main is not None:
+        values |= {"main_surname": main.surname, "main_role": main.role, "main_obj": main.obj, "main_place": main.place}
+    text = template.format(**values)
+    return text[0].upper() + text[1:]
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _fields(template: str) -> set[str]:
+    """The fact fields a template's placeholders need ({count} and {years} are quantities too)."""
+    needs = {"surname": "name", "a_role": "role", "count": "qty", "years": "qty"}
+    return {needs.get(p, p) for p in _placeholders(template) if not p.startswith("main_")}
+
+
+for _lead, _follow in MAIN_TEMPLATES:
+    assert "{name}" in _lead and _fields(_lead + _follow) == set(KEY_FACTS), f"{_lead!r} misses a fact"
+for _t in SUMMARY_TEMPLATES:
+    assert _fields(_t) == set(KEY_FACTS), f"{_t!r} misses a fact"
+_POOLS = {"role": ROLES, "action": ACTIONS, "obj": OBJECTS, "place": PLACES, "time": TIMES}
+_QUANTITIES = {"qty": range(2, 500), "count": range(600, 10_000), "years": range(2, 80)}
+# (template, the fact fields it needs, the range of its quantity)
+_DISTRACTORS = [(t, _fields(t), next((r for p, r in _QUANTITIES.items() if f"{{{p}}}" in t), None)) for t in DISTRACTOR_TEMPLATES]
+_FULL_EVENT = [i for i, (_, fields, _) in enumerate(_DISTRACTORS) if fields == set(KEY_FACTS)]
+
+
+class _Picker:
+    """Draws fact values for one document, never the same value twice, so that every fact belongs to one event."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.used: set = set()  # only tested for membership, so its order never matters
+
+    def pick(self, pool):
+        while True:
+            value = self.rng.choice(pool)
+            if value not in self.used:
+                self.used.add(value)
+                return value
+
+    def fact(self, fields: set[str], quantities: range = _QUANTITIES["qty"]) -> Fact:
+        values = {}
+        for f in KEY_FACTS:  # a fixed order (not the set's), so the same seed draws the same values
+            if f not in fields:
+                continue
+            if f == "name":  # first names and surnames are unique in a document, so a surname alone names one person
+                values[f] = f"{self.pick(FIRST_NAMES)} {self.pick(SURNAMES)}"
+            else:
+                values[f] = self.pick(quantities if f == "qty" else _POOLS[f])
+        return Fact(**values)
+
+
+def _document(rng: random.Random) -> Document:
+    picker = _Picker(rng)
+    main = picker.fact(KEY_FACTS)
+    lead, follow = rng.choice(MAIN_TEMPLATES)
+    sentences = [_fill(lead, main)] + ([_fill(follow, main)] if follow else [])
+    # One distractor always reports a whole other event, so every kind of fact has a competitor.
+    n = rng.randint(2, 6)
+    full = rng.choice(_FULL_EVENT)
+    chosen = [full] + rng.sample([i for i in range(len(_DISTRACTORS)) if i != full], n - 1)
+    rng.shuffle(chosen)
+    distractors = []
+    for i in chosen:
+        template, fields, quantities = _DISTRACTORS[i]
+        fact = picker.fact(fields, quantities)
+        sentences.append(_fill(template, fact, main))
+        distractors.append(fact)
+    return Document(" ".join(sentences), main, distractors, rng.randrange(len(SUMMARY_TEMPLATES)))
+
+
+def generate_documents(n: int, seed: int) -> list[Document]:
+    """`n` documents; document i depends only on (seed, i), so a longer list extends a shorter one."""
+    return [_document(random.Random(f"warm-mini:{seed}:{i}")) for i in range(n)]
+
+
+def reference_summary(doc: Document, rng: random.Random | None = None, template: int | None = None) -> str:
+    """A one-sentence summary of the main event, without the end marker (a finished summary is this + EOT).
+
+    The template is `template` if given, else a random one drawn from `rng`, else the document's own.
+    """
+    if template is None:
+        template = rng.randrange(len(SUMMARY_TEMPLATES)) if rng is not None else doc.summary_template
+    return _fill(SUMMARY_TEMPLATES[template], doc.facts)
+
+
+def world_text(docs: list[Document]) -> str:
+    """Pretraining text: each document, SEP, its reference summary and EOT, one after another."""
+    return "".join(doc.text + SEP + doc.reference + EOT for doc in docs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The oracle. A summary is read as a sequence of units: a lexicon phrase (longest match first), a
+# number, a word of the summary templates, or an unknown word.
+
+_TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")  # a run of letters and digits, or any other single character
+_FACT_CLASSES = {"PERSON", "ROLE", "ACTION", "NUM", "OBJ", "PLACE", "TIME"}
+_PLACEHOLDER_CLASS = {"name": ["PERSON"], "role": ["ROLE"], "a_role": ["a", "ROLE"], "action": ["ACTION"],
+                      "qty": ["NUM"], "obj": ["OBJ"], "place": ["PLACE"], "time": ["TIME"]}
+
+# phrase (lower case) -> class; the words of the summary templates are their own class
+_LEXICON: dict[str, str] = {}
+for _cls, _phrases in [("PERSON", FIRST_NAMES + SURNAMES + [f"{f} {s}" for f in FIRST_NAMES for s in SURNAMES]),
+                       ("ROLE", ROLES), ("ACTION", ACTIONS), ("OBJ", OBJECTS), ("PLACE", PLACES), ("TIME", TIMES)]:
+    for _p in _phrases:
+        assert _p.lower() not in _LEXICON, f"{_p!r} is in two lexicon lists"
+        _LEXICON[_p.lower()] = _cls
+
+
+def _template_words(template: str) -> list[str]:
+    """A template's classes in order, e.g. ["PERSON", ",", "a", "ROLE", ...]."""
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out += _TOKEN.findall(literal.lower())
+        out += _PLACEHOLDER_CLASS[name] if name else []
+    return out
+
+
+for _word in {w for t in SUMMARY_TEMPLATES for w in _template_words(t)} - _FACT_CLASSES:
+    assert _word not in _LEXICON, f"summary word {_word!r} is also a lexicon phrase"
+    _LEXICON[_word] = _word
+_LEXICON["an"] = "a"  # the article is not checked against the role's first letter
+
+# first word -> lengths (in words) of the phrases starting with it, longest first
+_SPANS: dict[str, tuple[int, ...]] = {}
+for _p in _LEXICON:
+    _words = _p.split()
+    _SPANS[_words[0]] = tuple(sorted(set(_SPANS.get(_words[0], ())) | {len(_words)}, reverse=True))
+
+# The summary grammar: the class bigrams that occur in the summary templates, with <s> and </s> at the ends.
+_GRAMMAR = {pair for t in SUMMARY_TEMPLATES for seq in [["<s>", *_template_words(t), "</s>"]] for pair in zip(seq, seq[1:])}
+
+
+def _units(text: str) -> tuple[list[str], list[str], list[str]]:
+    """Reads `text` as units, matching the longest lexicon phrase first.
+
+    Returns its words, the class of each unit between <s> and </s>, and the phrases of its fact units.
+    """
+    words = _TOKEN.findall(text.lower())
+    classes, facts = ["<s>"], []
+    lexicon, spans = _LEXICON, _SPANS  # local names: this loop is the oracle's hot path
+    i, n = 0, len(words)
+    while i < n:
+        word = words[i]
+        for k in spans.get(word, ()):
+            phrase = " ".join(words[i : i + k]) if k > 1 else word
+            cls = lexicon.get(phrase)
+            if cls is not None:
+                break
+        else:
+            k, phrase, cls = 1, word, "NUM" if word.isdigit() else "UNK"
+        classes.append(cls)
+        if cls in _FACT_CLASSES:
+            facts.append(phrase)
+        i += k
+    classes.append("</s>")
+    return words, classes, facts
+
+
+# The doc text outside the placeholders must name no lexicon entry: such a phrase would be in the
+# document without being one of its facts, and a summary copying it would be scored as inventing it.
+for _t in [t for pair in MAIN_TEMPLATES for t in pair] + DISTRACTOR_TEMPLATES:
+    _literals = " ".join(literal for literal, _, _, _ in string.Formatter().parse(_t))
+    _bad = _units(_literals)[2]
+    assert not _bad, f"template {_t!r} names {_bad}"
+
+# Coverage weights of the main event's facts (sum 1): who did what to what weighs most.
+WEIGHTS = {"name": 0.25, "action": 0.2, "obj": 0.2, "qty": 0.1, "place": 0.1, "role": 0.08, "time": 0.07}
+PARTIAL_NAME = 0.5  # share of the name's weight earned by the surname or first name alone
+DISTRACTOR_PENALTY = 0.25  # per mention of a fact of another event
+HALLUCINATION_PENALTY = 0.3  # per name, role, action, object, place, time or number not in the document
+WORD_BUDGET = 30
+LENGTH_PENALTY = 0.05  # per word past the budget
+REPEAT_PENALTY = 0.2  # per repeated word bigram and per repeated mention of a main fact
+DISFLUENCY_PENALTY = 0.15  # per class bigram that no summary template contains
+NO_END_PENALTY = 0.5  # the summary never wrote EOT
+FLOOR = -1.0
+
+_DISTRACTOR = ("distractor", 0.0)
+
+
+def _index(doc: Document) -> dict[str, tuple[str, float]]:
+    """phrase -> (main-event field, credit) for the main event's facts, or _DISTRACTOR; cached on the doc."""
+    if doc._index is None:
+        index = {}
+        for fact in doc.distractors:
+            for f in KEY_FACTS:
+                if getattr(fact, f) is not None:
+                    index[str(getattr(fact, f)).lower()] = _DISTRACTOR
+            if fact.name:
+                for part in fact.name.lower().split():
+                    index[part] = _DISTRACTOR
+        main = doc.facts  # written last: a distractor sentence may repeat a main fact (its place, its object)
+        for part in main.name.lower().split():
+            index[part] = ("name", PARTIAL_NAME)
+        for f in KEY_FACTS:
+            index[str(getattr(main, f)).lower()] = (f, 1.0)
+        doc._index = index
+    return doc._index
+
+
+def score_components(doc: Document, summary: str) -> dict[str, float]:
+    """The oracle's score of `summary` (as generated, EOT included) split into named parts; `score` adds them.
+
+    Text after the first EOT is ignored: generation stops there, so it is never part of the summary.
+    """
+    text, end, _ = summary.partition(EOT)
+    words, classes, facts = _units(text)
+    index = _index(doc)
+    credit: dict[str, float] = {}  # main-event field -> best credit earned
+    distractors = hallucinations = repeats = 0
+    for phrase in facts:
+        hit = index.get(phrase)
+        if hit is None:
+            hallucinations += 1
+        elif hit is _DISTRACTOR:
+            distractors += 1
+        else:
+            f, c = hit
+            if f in credit:
+                repeats += 1
+                c = max(c, credit[f])
+            credit[f] = c
+    repeats += max(0, len(words) - 1) - len(set(zip(words, words[1:])))  # repeated word bigrams
+    disfluent = len([pair for pair in zip(classes, classes[1:]) if pair not in _GRAMMAR])
+    n_words = sum(map(str.isalnum, words))
+    return {
+        "coverage": sum(WEIGHTS[f] * c for f, c in credit.items()),
+        "distractor": -DISTRACTOR_PENALTY * distractors,
+        "hallucination": -HALLUCINATION_PENALTY * hallucinations,
+        "length": -LENGTH_PENALTY * max(0, n_words - WORD_BUDGET),
+        "repetition": -REPEAT_PENALTY * repeats,
+        "disfluency": -DISFLUENCY_PENALTY * disfluent,
+        "end": 0.0 if end else -NO_END_PENALTY,
+    }
+
+
+def score(doc: Document, summary: str) -> float:
+    """The oracle: 1 for a perfect summary (the reference + EOT), down to FLOOR for a bad one."""
+    return min(1.0, max(FLOOR, sum(score_components(doc, summary).values())))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The labeler
+
+
+class Labels(NamedTuple):
+    label: np.ndarray  # (N,) bool, True when summary 1 is preferred: the label training sees
+    clean: np.ndarray  # (N,) bool, the label before corruption
+    flipped: np.ndarray  # (N,) bool, True where label != clean
+    p_first: np.ndarray  # (N,) float, the labeler's probability of preferring summary 1
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # the same function as 1 / (1 + e^-x), without overflow
+
+
+class Labeler:
+    """Compares two summaries by their oracle scores, with Bradley-Terry noise and optional corruption.
+
+    P(prefer summary 1) = sigmoid((s1 - s2) / tau); tau = 0 always picks the higher score (ties: a coin).
+    Then each label is swapped with probability flip_frac (the paper corrupts 25% of the training labels),
+    keeping the clean label and the flip flag. Labels depend on the seed and on the calls made so far.
+    """
+
+    def __init__(self, tau: float, flip_frac: float = 0.0, seed: int = 0):
+        assert tau >= 0 and 0 <= flip_frac <= 1
+        self.tau, self.flip_frac = tau, flip_frac
+        self.rng = np.random.default_rng(seed)
+
+    def p_first(self, s1, s2) -> np.ndarray:
+        diff = np.asarray(s1, dtype=float) - np.asarray(s2, dtype=float)
+        if self.tau == 0:
+            return 0.5 + 0.5 * np.sign(diff)
+        return _sigmoid(diff / self.tau)
+
+    def label(self, s1, s2) -> Labels:
+        """Labels for the pairs (s1[i], s2[i]) of oracle scores."""
+        p = self.p_first(s1, s2)
+        clean = self.rng.random(p.shape) < p
+        flipped = self.rng.random(p.shape) < self.flip_frac
+        return Labels(clean ^ flipped, clean, flipped, p)
+
+    def label_summaries(self, docs: list[Document], summaries1: list[str], summaries2: list[str]) -> Labels:
+        """Labels for pairs of summaries (EOT included where generated) of the given documents."""
+        return self.label([score(d, s) for d, s in zip(docs, summaries1)], [score(d, s) for d, s in zip(docs, summaries2)])
+
+    def agreement(self, s1, s2) -> float:
+        """Expected share of clean labels that pick the higher-scoring summary (ties count half).
+
+        This is the best accuracy any reward model can reach against clean labels on these pairs.
+        """
+        p = self.p_first(s1, s2)
+        return float(np.mean(np.maximum(p, 1 - p)))  # p > 1/2 exactly when summary 1 scores higher
