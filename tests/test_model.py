@@ -222,12 +222,11 @@ def test_dropout_only_in_training():
 
 
 def test_num_params_and_mfu():
-    C, L, T = 32, 2, 48
+    C, L = 32, 2
     model = tiny()
     per_block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
-    total = V * C + T * C + L * per_block + 2 * C  # tied head adds nothing
-    assert model.num_params(non_embedding=False) == total
-    assert model.num_params() == total - T * C
+    total = V * C + L * per_block + 2 * C  # tied head adds nothing; rotary positions have no parameters
+    assert model.num_params() == total
 
     mfu = model.estimate_mfu(tokens_per_second=1e5)
     assert 0 < mfu < 1

@@ -8,7 +8,7 @@ The public API, all of it:
     h = model.hidden_states(idx, attention_mask)          # (B, T, C), after the final LayerNorm
     logits = model.lm_head_logits(h)                      # (..., vocab_size), any slice of h
     cache = model.new_cache(batch_size, max_len)          # KV cache for generation (see KVCache)
-    model.num_params(non_embedding=True)
+    model.num_params()
     model.estimate_mfu(tokens_per_second, seq_len=None, peak_flops=989e12)
 
     tokens, logprobs, mask = generate(model, prompt, prompt_mask, max_new_tokens, ...)
@@ -82,6 +82,25 @@ def attention_allowed(key_mask: torch.Tensor, n_query: int) -> torch.Tensor:
     return allowed[:, None]  # (B, 1, T, S), broadcast over heads
 
 
+def rotary_tables(head_dim: int, max_len: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (max_len, head_dim / 2) of the rotary angles pos * base^(-2i / head_dim)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (hd/2,)
+    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq[None]  # (max_len, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (RoPE): turn each pair of channels (i, i + hd/2) of q or k by its angle.
+
+    x: (B, nh, T, hd); cos, sin: (B, 1, T, hd/2). After rotation the dot product q_t . k_s depends on
+    t - s only, so attention "to the token before me" is one pattern for every position: the first
+    half of the copy (induction) circuit that summarising needs, learned far sooner than with
+    absolute position embeddings.
+    """
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
@@ -93,11 +112,12 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, allowed=None, cache=None):
+    def forward(self, x, rope, allowed=None, cache=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         # split channels into heads and move heads next to the batch dim: (B, nh, T, hd)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k = rotate(q, *rope), rotate(k, *rope)  # keys enter the cache already rotated
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # (B, nh, S, hd), S = cached + T
         dropout_p = self.dropout if self.training else 0.0
@@ -130,8 +150,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, allowed=None, cache=None):
-        x = x + self.attn(self.ln_1(x), allowed, cache)
+    def forward(self, x, rope, allowed=None, cache=None):
+        x = x + self.attn(self.ln_1(x), rope, allowed, cache)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -141,7 +161,10 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.pos_emb = nn.Embedding(config.block_size, config.n_embd)
+        # Positions enter through rotary embeddings inside attention (`rotate`); no position table.
+        cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size)
+        self.register_buffer("rope_cos", cos, persistent=False)  # derived, so not in the state dict
+        self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -192,9 +215,10 @@ class GPT(nn.Module):
                 mask = cache.key_mask[:, :past + T]  # (B, S): every key so far
             allowed = attention_allowed(mask, T)  # (B, 1, T, S)
 
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        rope = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # 2 x (B or 1, 1, T, hd/2)
+        x = self.drop(self.tok_emb(idx))  # (B, T, C)
         for block in self.blocks:
-            x = block(x, allowed, cache)
+            x = block(x, rope, allowed, cache)
         if cache is not None:
             cache.n_real += cache.key_mask[:, past:past + T].sum(dim=1)
             cache.length += T
@@ -220,13 +244,10 @@ class GPT(nn.Module):
         # in float32: bf16 log-softmax over thousands of classes loses the small probabilities
         return logits, F.cross_entropy(logits.float(), targets[supervised])
 
-    def num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count. non_embedding drops the position table; the token table stays because,
-        tied to the output layer, it does a matmul per token like any other weight."""
-        n = sum(p.numel() for p in self.parameters())  # parameters() yields the tied matrix once
-        if non_embedding:
-            n -= self.pos_emb.weight.numel()
-        return n
+    def num_params(self) -> int:
+        """Parameter count; the token table is counted once although it is also the output layer, where
+        it does a matmul per token like any other weight (so it belongs in the 6N of estimate_mfu)."""
+        return sum(p.numel() for p in self.parameters())  # parameters() yields the tied matrix once
 
     def estimate_mfu(self, tokens_per_second: float, seq_len: int | None = None, peak_flops: float = 989e12) -> float:
         """Model FLOPs utilisation of training that processes `tokens_per_second` (forward + backward).
