@@ -1,16 +1,18 @@
-"""Stage 1 of warm-mini: world -> tokenizer -> pretraining -> SFT (reward models come next).
+"""Stage 1 of warm-mini: world -> tokenizer -> pretraining -> SFT -> preference pairs -> M reward models.
 
 Every stage writes into the run directory and is skipped when it has finished, so a killed run
-resumes where it stopped. Data-parallel: torchrun --nproc_per_node=N train_rm.py ...
+resumes where it stopped. Under torchrun --nproc_per_node=N train_rm.py ..., pretraining and SFT are
+data-parallel and the reward models are trained N at a time, one per process.
 """
 
 import json
 
-from warm_mini import checkpoint, config, data, lm, tokenizer, train
+from warm_mini import checkpoint, config, data, lm, prefs, reward, tokenizer, train
 
 
 def main(argv=None):
     parser = config.build_parser(__doc__)
+    parser.add_argument("--until", choices=("sft", "rm"), default="rm", help="the last stage to run")
     args = parser.parse_args(argv)
     cfg, run_dir = config.resolve(args)
     cfg.device = train.init_distributed(cfg.device)
@@ -45,6 +47,19 @@ def main(argv=None):
             f"sampled (T=1) {quality['sampled']:.3f}, reference {quality['reference']:.3f} "
             f"(greedy / reference = {quality['greedy_over_reference']:.0%})")
         say("oracle scores of T=1 samples:\n" + lm.histogram(quality["sampled_scores"]))
+    if args.until == "sft":
+        return
+
+    if rank == 0:
+        for split in prefs.SPLITS:
+            prefs.load_or_make(run_dir, cfg, splits, enc, split)
+    train.barrier()
+    pairs = {split: prefs.load_or_make(run_dir, cfg, splits, enc, split) for split in prefs.SPLITS}
+    train_pairs = pairs["train"]
+    say(f"preference pairs: {', '.join(f'{s} {len(p)}' for s, p in pairs.items())}; "
+        f"{train_pairs.flipped.float().mean():.0%} of training labels flipped")
+    reward.train_reward_models(run_dir, cfg, splits, enc, pairs)
+    say(f"reward models in {run_dir / 'rm'}; next: python merge.py --preset {cfg.preset} --run-dir {run_dir}")
 
 
 if __name__ == "__main__":

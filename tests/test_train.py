@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A tiny run small enough for a test, with checkpoints often enough to be killed between them.
 TINY = ["--preset", "tiny", "--world.n_docs", "120", "--pretrain.steps", "24", "--pretrain.warmup_steps", "4",
         "--pretrain.batch_size", "8", "--pretrain.ckpt_every", "4", "--sft.steps", "12", "--sft.warmup_steps", "2",
-        "--sft.batch_size", "8", "--sft.ckpt_every", "4", "--sft.snapshot_every", "4", "--model.block_size", "288"]
+        "--sft.batch_size", "8", "--sft.ckpt_every", "4", "--sft.snapshot_every", "4", "--until", "sft"]
 
 
 def run_train_rm(run_dir: Path, *extra: str, nproc: int = 1) -> subprocess.Popen:
@@ -56,12 +56,12 @@ def test_no_weight_decay_on_norms_biases_or_embeddings():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     decayed = {id(p) for p in decay["params"]}
     assert all(p.dim() == 2 for p in decay["params"])
-    assert id(model.tok_emb.weight) not in decayed and id(model.pos_emb.weight) not in decayed  # tok_emb is also lm_head
+    assert id(model.tok_emb.weight) not in decayed  # the embedding, also the output layer (tied)
     for name, p in model.named_parameters():
         if name.endswith("bias") or ".ln_" in name or name.startswith("ln_f"):
             assert id(p) not in decayed, name
     assert len(decay["params"]) == 4 * L  # qkv, attn proj, mlp up, mlp proj
-    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == model.num_params(non_embedding=False)
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == model.num_params()
 
 
 def test_sft_batches_put_the_loss_on_summary_tokens_only():

@@ -17,7 +17,7 @@ PRESETS = ("tiny", "cpu", "gpu")
 class WorldConfig:
     """The generated summarization world."""
 
-    n_docs: int = 4000
+    n_docs: int = 20000
     """number of documents generated (split into train / validation / test by `val_frac`, `test_frac`)"""
     val_frac: float = 0.05
     """share of documents held out as in-distribution validation (the paper held out ~5%)"""
@@ -45,7 +45,7 @@ class ModelConfig:
     """rows of the token embedding; set from the trained tokenizer"""
     block_size: int = 256
     """longest sequence (document + separator + summary) the model sees"""
-    n_layer: int = 4
+    n_layer: int = 2
     """transformer blocks"""
     n_head: int = 4
     """attention heads per block"""
@@ -90,6 +90,32 @@ class TrainConfig:
 
 
 @dataclass
+class RMConfig:
+    """Preference pairs and the M diverse reward models."""
+
+    n_models: int = 6
+    """M: reward models fine-tuned (the paper trained 10 and averaged the top 2, 6 or 10)"""
+    train_pairs: int = 3000
+    """labeled pairs to train on (one per training document)"""
+    val_pairs: int = 300
+    """pairs on validation documents: rank the RMs, choose the soup"""
+    test_pairs: int = 300
+    """pairs on test documents, from the same policies (in distribution)"""
+    ood_pairs: int = 300
+    """pairs on test documents from shifted policies (pretrained model, SFT at temperature 1.5)"""
+    corrupt: float = 0.0
+    """share of training labels flipped (the paper's corrupted setting used 0.25)"""
+    lr_multipliers: str = "0.5,1,2"
+    """each RM's learning rate is rm_train.lr times one of these, comma separated (the paper: 1e-5, 4e-5, 1e-4)"""
+    dropout_choices: str = "0.0,0.05,0.1"
+    """dropout rates the RMs draw from, comma separated (the paper: 0.05, 0.1)"""
+    baklava: int = 3
+    """RM backbones start from the last this-many SFT snapshots (Baklava); 1 = all from the final SFT"""
+    probe_steps: int = 300
+    """full-batch steps fitting the shared linear head on frozen SFT features"""
+
+
+@dataclass
 class Config:
     """Everything a run needs; one preset fills it, the command line adjusts it."""
 
@@ -102,8 +128,10 @@ class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=350, batch_size=16, lr=2e-3, warmup_steps=30))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, batch_size=32, lr=1e-3, warmup_steps=20, snapshot_every=50))
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=3e-3, warmup_steps=30))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250, ckpt_every=250, snapshot_every=250))
+    rm: RMConfig = field(default_factory=RMConfig)
+    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, batch_size=16, lr=2e-4, warmup_steps=10, weight_decay=0.0, eval_every=50, ckpt_every=50, snapshot_every=50))
 
 
 def preset(name: str) -> Config:
@@ -116,6 +144,8 @@ def preset(name: str) -> Config:
             model=ModelConfig(block_size=320, n_layer=2, n_head=2, n_embd=32),
             pretrain=TrainConfig(steps=60, batch_size=8, warmup_steps=10, eval_every=20, ckpt_every=20),
             sft=TrainConfig(steps=40, batch_size=8, lr=1e-3, warmup_steps=5, eval_every=20, ckpt_every=20, snapshot_every=10),
+            rm=RMConfig(n_models=4, train_pairs=200, val_pairs=20, test_pairs=20, ood_pairs=20, probe_steps=50),
+            rm_train=TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup_steps=2, weight_decay=0.0, eval_every=5, ckpt_every=5, snapshot_every=5),
         )
     if name == "cpu":
         return Config(preset=name)
@@ -123,9 +153,13 @@ def preset(name: str) -> Config:
         return Config(
             preset=name,
             device="cuda",
-            world=WorldConfig(n_docs=60_000),
+            world=WorldConfig(n_docs=100_000),
             tokenizer=TokenizerConfig(vocab_size=4096, train_chars=4_000_000),
             model=ModelConfig(n_layer=8, n_head=8, n_embd=512),
+            pretrain=TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, compile=True),
+            sft=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, snapshot_every=500, compile=True),
+            rm=RMConfig(n_models=10, train_pairs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000),
+            rm_train=TrainConfig(steps=600, batch_size=64, lr=1e-4, warmup_steps=50, weight_decay=0.0, eval_every=200, ckpt_every=200, snapshot_every=300, compile=True),
         )
     raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 

@@ -5,6 +5,7 @@ sees is decided by the seed and the step alone, which is what lets a killed run 
 """
 
 import functools
+import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,11 @@ def tokenizer_path(run_dir: Path) -> Path:
     return Path(run_dir) / "tokenizer.tiktoken"
 
 
+def tokenizer_hash(run_dir: Path) -> str:
+    """A fingerprint of the run's tokenizer: checkpoints that disagree on it cannot be merged."""
+    return hashlib.sha256(tokenizer_path(run_dir).read_bytes()).hexdigest()[:16]
+
+
 def load_or_train_tokenizer(run_dir: Path, cfg: Config, splits: Splits) -> tiktoken.Encoding:
     """Train the BPE on the training documents' text once; later stages load the saved file."""
     path = tokenizer_path(run_dir)
@@ -71,7 +77,7 @@ def prompt_ids(enc: tiktoken.Encoding, doc: world.Document) -> list[int]:
 # ----------------------------------------------------------------------------- batch functions
 
 
-def _rows(step: int, micro: int, rank: int, world_size: int, batch_size: int, grad_accum: int) -> range:
+def batch_rows(step: int, micro: int, rank: int, world_size: int, batch_size: int, grad_accum: int) -> range:
     """Which rows of the global batch of `step` this (micro-step, rank) computes."""
     per_rank = batch_size // world_size
     per_micro = per_rank // grad_accum
@@ -91,7 +97,7 @@ def window_batches(stream: torch.Tensor, block_size: int, batch_size: int, grad_
         check_batch(batch_size, grad_accum, world_size)
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         starts = torch.randint(0, len(stream) - block_size - 1, (batch_size,), generator=g)
-        starts = starts[_rows(step, micro, rank, world_size, batch_size, grad_accum)]
+        starts = starts[batch_rows(step, micro, rank, world_size, batch_size, grad_accum)]
         windows = torch.stack([stream[s : s + block_size + 1] for s in starts.tolist()])
         return {"idx": windows[:, :-1], "targets": windows[:, 1:]}
 
@@ -99,9 +105,19 @@ def window_batches(stream: torch.Tensor, block_size: int, batch_size: int, grad_
 
 
 @functools.lru_cache(maxsize=4)
-def _permutation(n: int, seed: int, epoch: int) -> list[int]:
+def permutation(n: int, seed: int, epoch: int) -> list[int]:
     """Epoch `epoch` visits n examples in this order."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+
+
+def shuffled_rows(n: int, seed: int, step: int, micro: int, rank: int, world_size: int, batch_size: int, grad_accum: int) -> list[int]:
+    """Indices into n examples for this (step, micro-step, rank): epochs of seeded permutations, back to back."""
+    check_batch(batch_size, grad_accum, world_size)
+    rows = []
+    for i in batch_rows(step, micro, rank, world_size, batch_size, grad_accum):
+        epoch, offset = divmod(step * batch_size + i, n)
+        rows.append(permutation(n, seed, epoch)[offset])
+    return rows
 
 
 def sft_examples(enc: tiktoken.Encoding, docs: list[world.Document], seed: int) -> list[tuple[list[int], list[int]]]:
@@ -116,11 +132,7 @@ def sft_batches(examples, pad_id: int, batch_size: int, grad_accum: int, seed: i
     attention never looks at, so no attention mask is needed."""
 
     def batch_fn(step: int, micro: int, rank: int, world_size: int) -> dict:
-        check_batch(batch_size, grad_accum, world_size)
-        rows = []
-        for i in _rows(step, micro, rank, world_size, batch_size, grad_accum):
-            epoch, offset = divmod(step * batch_size + i, len(examples))
-            rows.append(examples[_permutation(len(examples), seed, epoch)[offset]])
+        rows = [examples[i] for i in shuffled_rows(len(examples), seed, step, micro, rank, world_size, batch_size, grad_accum)]
         T = max(len(p) + len(s) for p, s in rows) - 1
         idx = torch.full((len(rows), T), pad_id, dtype=torch.long)
         targets = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)

@@ -129,13 +129,17 @@ def train(
     metrics_path: Path | None = None,
     desc: str = "train",
     extra_state: dict | None = None,
+    data_parallel: bool = True,
 ) -> torch.nn.Module:
     """Train `model` in place for cfg.steps optimizer steps, resuming from out_dir/state.pt if present.
 
     `extra_state` (e.g. the model config) is stored beside the weights in every checkpoint.
+    Under torchrun, data_parallel=False trains this process's own model on whole batches (the reward
+    models are trained one per rank, the embarrassingly parallel layout of the paper).
     """
     out_dir = Path(out_dir)
-    rank, world = dist_info()
+    rank, world = dist_info() if data_parallel else (0, 1)
+    sync_ranks = barrier if data_parallel else (lambda: None)
     model.to(device)
     optimizer = make_optimizer(model, cfg, device)
     step = 0
@@ -163,7 +167,7 @@ def train(
         if rank == 0:
             payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(), "step": step}
             checkpoint.save({**payload, **(extra_state or {})}, state_path)
-        barrier()
+        sync_ranks()
 
     def save_weights(path: Path):
         if rank == 0:
@@ -212,5 +216,5 @@ def train(
             save_state()
     bar.close()
     save_weights(out_dir / "model.pt")
-    barrier()
+    sync_ranks()
     return model
