@@ -1,19 +1,79 @@
-"""Stage 2 of warm-mini: WARM (weight average) and ENS (prediction average) of the reward models,
-with the accuracy table (the paper's Fig. 4) and linear mode connectivity (Fig. 3).
+"""Stage 2 of warm-mini: WARM (weight average) and ENS (prediction average) of the reward models.
 
-Not built yet: this command line is the contract later stages fill in.
+Ranks the M reward models by validation accuracy and merges the top M' for M' in --ms (uniformly, or
+greedily as a model soup with --soup), writes warm/warm_<M'>.pt (ordinary RM checkpoints), and prints
+and saves the paper's two analyses: accuracy by split for every RM, ENS and WARM (Fig. 4, with
+corrupted and clean training labels), and linear mode connectivity (Fig. 3).
 """
 
-import sys
+import json
 
-from warm_mini import config
+from warm_mini import averaging, checkpoint, config, data, prefs, rm_eval, tokenizer, world
+from warm_mini.reward import normalise, pair_accuracy, rm_from_checkpoint, score_pairs
 
 
 def main(argv=None):
     parser = config.build_parser(__doc__)
+    parser.add_argument("--ms", default="2,6,10", help="sizes M of the WARM and ENS averages (capped at the RMs trained)")
+    parser.add_argument("--soup", action="store_true", help="also merge greedily: add the next-best RM only if validation accuracy rises")
+    parser.add_argument("--eval-pairs", type=int, default=1000, help="pairs per split in the accuracy table (a subset keeps it fast)")
+    parser.add_argument("--no-lmc", action="store_true", help="skip the linear-mode-connectivity curves")
     args = parser.parse_args(argv)
     cfg, run_dir = config.resolve(args)
-    sys.exit(f"{__file__}: this stage is not implemented yet (run directory would be {run_dir}); see README.md")
+    if not (run_dir / "config.json").exists():
+        raise SystemExit(f"error: no run in {run_dir}; run train_rm.py with the same --preset/--run-dir first")
+    checkpoint.record_config(run_dir, cfg)
+
+    rm_paths = sorted((run_dir / "rm").glob("rm_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if len(rm_paths) < cfg.rm.n_models:
+        raise SystemExit(f"error: {len(rm_paths)} of {cfg.rm.n_models} reward models in {run_dir / 'rm'}; finish train_rm.py first")
+    splits = data.load_world(cfg)
+    enc = tokenizer.load(data.tokenizer_path(run_dir))
+    pairs = {s: prefs.load_or_make(run_dir, cfg, splits, enc, s) for s in prefs.SPLITS}
+    scorer = rm_eval.Scorer(enc, splits, pairs, cfg.device, args.eval_pairs)
+
+    val_acc = [checkpoint.load(p)["val_accuracy"] for p in rm_paths]
+    ranked = sorted(range(len(rm_paths)), key=lambda i: -val_acc[i])
+    print("reward models by validation accuracy: " + ", ".join(f"RM {i} {val_acc[i]:.3f}" for i in ranked))
+    ms = sorted({min(int(m), len(rm_paths)) for m in args.ms.split(",")})
+
+    warm_dir = run_dir / "warm"
+    rows = rm_eval.accuracy_table(rm_paths, ranked, ms, scorer, warm_dir)
+    rm_eval.write_csv(rows, warm_dir / "accuracy.csv")
+    print("\npairwise accuracy (Fig. 4); ENS and WARM average the top-M RMs by validation accuracy:")
+    print(rm_eval.markdown_table(rows))
+    ceiling = {s: world_ceiling(cfg, pairs[s]) for s in ("val", "test", "ood")}
+    print("labeler's own agreement with the noise-free oracle (the ceiling): "
+          + ", ".join(f"{s} {v:.3f}" for s, v in ceiling.items()))
+
+    if args.soup:
+        def val_accuracy(ckpt):
+            return pair_accuracy(*score_pairs(rm_from_checkpoint(ckpt, cfg.device), enc, splits.val, pairs["val"], device=cfg.device), pairs["val"].label)
+
+        soup, kept = averaging.greedy_soup([rm_paths[i] for i in ranked], val_accuracy)
+        model = rm_from_checkpoint(soup, cfg.device)
+        normalise(model, enc, splits.val, pairs["val"], cfg.device)
+        checkpoint.save({**soup, "model": model.state_dict()}, warm_dir / "soup.pt")
+        print(f"greedy soup keeps RMs {[ranked[k] for k in kept]}: val accuracy {val_accuracy(soup):.3f}")
+
+    if not args.no_lmc:
+        lams = [i / 10 for i in range(11)]
+        lmc = rm_eval.lmc_curves(rm_paths, run_dir, scorer, lams)
+        rm_eval.write_csv(lmc, warm_dir / "lmc.csv")
+        if rm_eval.plot_lmc(lmc, run_dir / "figures" / "lmc.png"):
+            print(f"\nLMC plot: {run_dir / 'figures' / 'lmc.png'}")
+        print("\nlinear mode connectivity (Fig. 3), validation accuracy at λ = 0, 0.5, 1:")
+        for name in dict.fromkeys(r["pair"] for r in lmc):
+            pts = {r["lambda"]: r for r in lmc if r["pair"] == name}
+            mid, diag = pts[0.5], (pts[0.0]["WA"] + pts[1.0]["WA"]) / 2
+            print(f"  {name:14s} WA {pts[0.0]['WA']:.3f} -> {mid['WA']:.3f} -> {pts[1.0]['WA']:.3f} "
+                  f"(diagonal {diag:.3f}, ENS at 0.5 {mid['ENS']:.3f})")
+    (warm_dir / "summary.json").write_text(json.dumps({"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}) + "\n")
+    print(f"\nwrote {warm_dir}/warm_*.pt, accuracy.csv{', lmc.csv' if not args.no_lmc else ''}; next: python rlhf.py --preset {cfg.preset} --run-dir {run_dir}")
+
+
+def world_ceiling(cfg, pairs) -> float:
+    return world.Labeler(cfg.world.label_tau).agreement(pairs.score_a.numpy(), pairs.score_b.numpy())
 
 
 if __name__ == "__main__":

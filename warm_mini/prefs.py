@@ -1,0 +1,106 @@
+"""Preference pairs: two summaries of one document, sampled from a policy and labeled by the world's labeler.
+
+Splits (each from its own documents):
+    train   SFT snapshots at temperature 1 (a mix of checkpoints, so that quality varies), labels
+            possibly corrupted (`--rm.corrupt`: the paper's 25% setting keeps the clean label too)
+    val     the same policies on validation documents: ranks the RMs and picks the soup
+    test    the same policies on test documents: in distribution
+    ood     shifted policies on test documents: the pretrained-only model, and SFT at a high temperature
+Each split is cached in `prefs/<split>.pt` as plain tensors and lists of token ids.
+"""
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import tiktoken
+import torch
+from tqdm import tqdm
+
+from warm_mini import checkpoint, data, lm, world
+from warm_mini import tokenizer as tok
+from warm_mini.config import Config
+
+SPLITS = ("train", "val", "test", "ood")
+
+
+@dataclass
+class Pairs:
+    """N labeled pairs. `label[i]` is True when summary a is preferred; `clean` is the label before corruption."""
+
+    doc: list[int]  # index of the document in its split's list
+    a: list[list[int]]  # summary token ids, EOT included when the policy wrote it
+    b: list[list[int]]
+    score_a: torch.Tensor  # (N,) oracle scores, never shown to a reward model
+    score_b: torch.Tensor
+    label: torch.Tensor  # (N,) bool, what RMs train on
+    clean: torch.Tensor  # (N,) bool, the label before corruption
+    flipped: torch.Tensor  # (N,) bool
+
+    def __len__(self):
+        return len(self.doc)
+
+    def head(self, n: int) -> "Pairs":
+        """The first n pairs."""
+        return Pairs(**{k: v[:n] for k, v in self.__dict__.items()})
+
+    def chosen_rejected(self, clean: bool = False) -> tuple[list[list[int]], list[list[int]]]:
+        """The preferred and the other summary of each pair, by the training labels or the clean ones."""
+        label = self.clean if clean else self.label
+        chosen = [a if l else b for a, b, l in zip(self.a, self.b, label.tolist())]
+        rejected = [b if l else a for a, b, l in zip(self.a, self.b, label.tolist())]
+        return chosen, rejected
+
+
+def docs_of(splits: data.Splits, split: str) -> list[world.Document]:
+    return {"train": splits.train, "val": splits.val, "test": splits.test, "ood": splits.test}[split]
+
+
+def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
+    """(checkpoint, temperature) of the policies a split samples from, one drawn per pair."""
+    snapshots = lm.sft_snapshots(run_dir)
+    if split == "ood":
+        return [(Path(run_dir) / "pretrain" / "model.pt", 1.0), (snapshots[-1], 1.5)]
+    return [(s, 1.0) for s in snapshots]
+
+
+def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
+    """Sample two summaries per document from policies drawn per pair, then label them."""
+    docs = docs_of(splits, split)[: getattr(cfg.rm, f"{split}_pairs")]
+    n = len(docs)
+    rng = random.Random(f"{cfg.seed}:{split}")
+    policies = _policies(run_dir, split)
+    which = [rng.randrange(len(policies)) for _ in range(n)]  # each pair's policy: both summaries from it
+    summaries = [[None, None] for _ in range(n)]
+    for p, (path, temperature) in enumerate(tqdm(policies, desc=f"prefs/{split}", leave=False)):
+        model = lm.load_model(path, cfg.device)
+        idx = [i for i in range(n) if which[i] == p]
+        for side in range(2):
+            texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + 2 * p + side, device=cfg.device)
+            for i, text in zip(idx, texts):
+                summaries[i][side] = text
+    score_a = torch.tensor([world.score(d, s[0]) for d, s in zip(docs, summaries)])
+    score_b = torch.tensor([world.score(d, s[1]) for d, s in zip(docs, summaries)])
+    corrupt = cfg.rm.corrupt if split == "train" else 0.0  # evaluation labels stay clean
+    labels = world.Labeler(cfg.world.label_tau, corrupt, seed=hash_seed(cfg.seed, split)).label(score_a.numpy(), score_b.numpy())
+    return Pairs(
+        doc=list(range(n)),
+        a=[tok.encode_with_specials(enc, s[0]) for s in summaries],
+        b=[tok.encode_with_specials(enc, s[1]) for s in summaries],
+        score_a=score_a, score_b=score_b,
+        label=torch.as_tensor(labels.label), clean=torch.as_tensor(labels.clean), flipped=torch.as_tensor(labels.flipped),
+    )
+
+
+def hash_seed(seed: int, split: str) -> int:
+    """A seed per (run seed, split) that is the same in every process (str hashes are not)."""
+    return seed * 10 + SPLITS.index(split)
+
+
+def load_or_make(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
+    path = Path(run_dir) / "prefs" / f"{split}.pt"
+    if path.exists():
+        return Pairs(**checkpoint.load(path))
+    pairs = make_pairs(run_dir, cfg, splits, enc, split)
+    checkpoint.save(pairs.__dict__, path)
+    return pairs

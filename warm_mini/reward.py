@@ -1,0 +1,252 @@
+"""Reward models: a GPT backbone with a scalar head, the Bradley-Terry loss, accuracy, linear probing.
+
+The reward interface, shared by a single RM, WARM (a single RM whose weights are an average) and ENS
+(warm_mini.averaging.Ensemble):
+
+    rewards = rm(idx, attention_mask)   # (B,) for left-padded prompt + summary rows
+
+A checkpoint also records a normaliser (`reward_mean`, `reward_std`) measured on SFT samples, so that
+rewards from different RMs share one scale (mean 0, std 1 on the SFT policy's summaries).
+"""
+
+import dataclasses
+import math
+import random
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tqdm import tqdm
+
+from warm_mini import checkpoint, data, lm
+from warm_mini import tokenizer as tok
+from warm_mini.config import Config, ModelConfig
+from warm_mini.model import GPT
+from warm_mini.train import barrier, dist_info, train
+
+
+class RewardModel(nn.Module):
+    def __init__(self, config: ModelConfig, dropout: float | None = None):
+        super().__init__()
+        if dropout is not None:  # each RM may draw its own dropout (a source of diversity)
+            config = ModelConfig(**{**config.__dict__, "dropout": dropout})
+        self.backbone = GPT(config)
+        self.head = nn.Linear(config.n_embd, 1)
+        # N(0, 1/sqrt(d+1)) and bias 0, as in the strongest public RLHF code: rewards start near 0, O(1)
+        nn.init.normal_(self.head.weight, std=1 / math.sqrt(config.n_embd + 1))
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
+
+    def features(self, idx, attention_mask=None):
+        """The last real token's final hidden state (B, C): with left padding, the last column."""
+        return self.backbone.hidden_states(idx, attention_mask)[:, -1]
+
+    def forward(self, idx, attention_mask=None):
+        """Normalised rewards (B,) of left-padded rows (prompt, then summary)."""
+        raw = self.head(self.features(idx, attention_mask)).squeeze(-1)
+        return (raw - self.reward_mean) / self.reward_std
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    # Eq. 1: L = -E log sigmoid(r(x, y+) - r(x, y-))
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
+    # accuracy = E 1[r(x, y+) >= r(x, y-)]
+    return (r_chosen >= r_rejected).float().mean().item()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def pair_rows(enc, docs, pairs, chosen: list[list[int]], rejected: list[list[int]], rows) -> dict:
+    """Left-padded (prompt + summary) rows for the given pairs: chosen ones first, then rejected ones."""
+    prompts = [data.prompt_ids(enc, docs[pairs.doc[i]]) for i in rows]
+    seqs = [p + chosen[i] for p, i in zip(prompts, rows)] + [p + rejected[i] for p, i in zip(prompts, rows)]
+    idx, mask = data.left_pad(seqs, enc.encode_single_token(tok.PAD))
+    return {"idx": idx, "mask": mask}
+
+
+def pair_batches(enc, docs, pairs, batch_size: int, grad_accum: int, seed: int):
+    """Batches of `batch_size` pairs for the Bradley-Terry loss, in an order set by `seed` (data-order diversity)."""
+    chosen, rejected = pairs.chosen_rejected()
+
+    def batch_fn(step: int, micro: int, rank: int, world_size: int) -> dict:
+        rows = data.shuffled_rows(len(pairs), seed, step, micro, rank, world_size, batch_size, grad_accum)
+        return pair_rows(enc, docs, pairs, chosen, rejected, rows)
+
+    return batch_fn
+
+
+def rm_loss(model, batch: dict) -> torch.Tensor:
+    r = model(batch["idx"], batch["mask"])  # (2B,): chosen rows, then rejected rows
+    B = r.size(0) // 2
+    return bradley_terry_loss(r[:B], r[B:])
+
+
+@torch.no_grad()
+def score_pairs(model, enc, docs, pairs, batch_size: int = 64, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards (N,) of summaries a and b of every pair."""
+    model.eval()
+    ra, rb = [], []
+    for start in range(0, len(pairs), batch_size):
+        rows = range(start, min(start + batch_size, len(pairs)))
+        batch = pair_rows(enc, docs, pairs, pairs.a, pairs.b, rows)
+        r = model(batch["idx"].to(device), batch["mask"].to(device)).float().cpu()
+        ra.append(r[: len(rows)])
+        rb.append(r[len(rows) :])
+    return torch.cat(ra), torch.cat(rb)
+
+
+def pair_accuracy(ra: torch.Tensor, rb: torch.Tensor, label: torch.Tensor) -> float:
+    """Agreement of the reward ordering with the labels (label True: a preferred)."""
+    return accuracy(torch.where(label, ra, rb), torch.where(label, rb, ra))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def load_reward_model(path: Path, device: str = "cpu") -> RewardModel:
+    state = checkpoint.load(path, map_location=device)
+    model = RewardModel(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def rm_from_checkpoint(ckpt: dict, device: str = "cpu") -> RewardModel:
+    """A reward model from an in-memory checkpoint dict (e.g. a fresh merge)."""
+    model = RewardModel(ModelConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def _pair_features(backbone_rm: RewardModel, enc, docs, pairs, device: str, batch_size: int = 64):
+    """Frozen features (N, C) of the chosen and of the rejected summary of every pair."""
+    chosen, rejected = pairs.chosen_rejected()
+    fc, fr = [], []
+    for start in range(0, len(pairs), batch_size):
+        rows = range(start, min(start + batch_size, len(pairs)))
+        batch = pair_rows(enc, docs, pairs, chosen, rejected, rows)
+        f = backbone_rm.features(batch["idx"].to(device), batch["mask"].to(device)).float().cpu()
+        fc.append(f[: len(rows)])
+        fr.append(f[len(rows) :])
+    return torch.cat(fc), torch.cat(fr)
+
+
+def linear_probe(model: RewardModel, enc, docs, pairs, steps: int, device: str) -> dict:
+    """Fit the head alone on frozen features (the paper's linear probing), full batch; returns its state.
+
+    Every RM starts from this head, so the RMs differ only through their fine-tuning: a shared head keeps
+    them in one basin (linear probing then fine-tuning is what makes WA work, Fig. 3 of the paper).
+    """
+    model.eval()
+    fc, fr = _pair_features(model, enc, docs, pairs, device)
+    head = torch.nn.Linear(fc.size(1), 1)
+    head.load_state_dict(model.head.state_dict())
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss = bradley_terry_loss(head(fc).squeeze(-1), head(fr).squeeze(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in head.state_dict().items()}
+
+
+@torch.no_grad()
+def normalise(model: RewardModel, enc, docs, pairs, device: str) -> None:
+    """Set the reward normaliser so that rewards of these SFT samples have mean 0 and std 1."""
+    model.reward_mean.zero_()
+    model.reward_std.fill_(1.0)
+    ra, rb = score_pairs(model, enc, docs, pairs, device=device)
+    r = torch.cat([ra, rb])
+    model.reward_mean.fill_(r.mean().item())
+    model.reward_std.fill_(r.std().clamp_min(1e-6).item())
+
+
+def diversity(cfg: Config, i: int, snapshots: list[Path]) -> dict:
+    """RM i's recipe: its own data order always; a learning rate (rm_train.lr times a multiplier), a dropout
+    and (Baklava) a backbone from the last `cfg.rm.baklava` SFT snapshots.
+
+    The first four RMs each change one thing from RM 0, so that they form the linear-mode-connectivity
+    pairs of growing diversity (data order, learning rate, Baklava init); from RM 4 on, all is drawn.
+    """
+    lrs = [cfg.rm_train.lr * float(x) for x in cfg.rm.lr_multipliers.split(",")]
+    dropouts = [float(x) for x in cfg.rm.dropout_choices.split(",")]
+    inits = [s.name for s in snapshots[-cfg.rm.baklava :]]
+    base = {"lr": lrs[len(lrs) // 2], "dropout": dropouts[len(dropouts) // 2], "init": inits[-1]}
+    rng = random.Random(f"{cfg.seed}:rm:{i}")
+    changes = {
+        0: {}, 1: {},  # RM 1 differs from RM 0 by its data order only
+        2: {"lr": lrs[0]},
+        3: {"init": inits[0]},
+    }.get(i, {"lr": rng.choice(lrs), "dropout": rng.choice(dropouts), "init": rng.choice(inits)})
+    return {**base, **changes, "data_seed": cfg.seed * 1000 + i}
+
+
+LMC_PAIRS = {  # name -> (RM a, RM b); "same run" pairs RM 0's mid-training snapshot with its final weights
+    "same run": (0, 0),
+    "data order": (0, 1),
+    "learning rate": (0, 2),
+    "Baklava init": (0, 3),
+}
+
+
+def rm_path(run_dir: Path, i: int) -> Path:
+    """The finished, normalised reward model i (its training state lives in rm/train_i/)."""
+    return Path(run_dir) / "rm" / f"rm_{i}.pt"
+
+
+def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pairs: dict) -> list[Path]:
+    """Linear probing once, then M diverse fine-tunings; under torchrun, rank r trains RMs r, r + N, ..."""
+    rank, world = dist_info()
+    run_dir = Path(run_dir)
+    snapshots = lm.sft_snapshots(run_dir)
+    final_sft = checkpoint.load(snapshots[-1])
+    base = ModelConfig(**final_sft["model_config"])
+    meta = {"model_config": dataclasses.asdict(base), "tokenizer": data.tokenizer_hash(run_dir)}
+
+    probe_path = run_dir / "rm" / "probe.pt"
+    if rank == 0 and not probe_path.exists():
+        probe = RewardModel(base).to(cfg.device)
+        probe.backbone.load_state_dict(final_sft["model"])
+        head = linear_probe(probe, enc, splits.train, pairs["train"], cfg.rm.probe_steps, cfg.device)
+        ra, rb = score_pairs(_with_head(probe, head), enc, splits.val, pairs["val"], device=cfg.device)
+        tqdm.write(f"linear probe on frozen SFT features: val accuracy {pair_accuracy(ra, rb, pairs['val'].label):.3f}")
+        checkpoint.save({"head": head}, probe_path)
+    barrier()
+    head = checkpoint.load(probe_path)["head"]
+
+    def val_accuracy(model) -> float:
+        return pair_accuracy(*score_pairs(model, enc, splits.val, pairs["val"], device=cfg.device), pairs["val"].label)
+
+    for i in range(rank, cfg.rm.n_models, world):
+        if rm_path(run_dir, i).exists():
+            tqdm.write(f"rm {i}: finished earlier")
+            continue
+        recipe = diversity(cfg, i, snapshots)
+        torch.manual_seed(recipe["data_seed"])
+        model = RewardModel(base, dropout=recipe["dropout"])
+        model.backbone.load_state_dict(checkpoint.load(run_dir / "sft" / recipe["init"])["model"])
+        model.head.load_state_dict(head)
+        tcfg = dataclasses.replace(cfg.rm_train, lr=recipe["lr"])
+        batches = pair_batches(enc, splits.train, pairs["train"], tcfg.batch_size, tcfg.grad_accum, recipe["data_seed"])
+        train(model, tcfg, batches, rm_loss, run_dir / "rm" / f"train_{i}", device=cfg.device,
+              eval_fn=lambda m: {"val/accuracy": val_accuracy(m)}, metrics_path=run_dir / "metrics" / f"rm_{i}.jsonl",
+              desc=f"rm {i} (lr {recipe['lr']:g}, dropout {recipe['dropout']:g}, init {recipe['init']})",
+              extra_state={**meta, **recipe}, data_parallel=False)
+        normalise(model, enc, splits.val, pairs["val"], cfg.device)
+        acc = val_accuracy(model)
+        checkpoint.save({"model": model.state_dict(), **meta, **recipe, "val_accuracy": acc}, rm_path(run_dir, i))
+        tqdm.write(f"rm {i}: val accuracy {acc:.3f}")
+    barrier()
+    return [rm_path(run_dir, i) for i in range(cfg.rm.n_models)]
+
+
+def _with_head(model: RewardModel, head: dict) -> RewardModel:
+    model.head.load_state_dict(head)
+    return model

@@ -1,0 +1,145 @@
+"""How single RMs, ENS and WARM are judged: pairwise accuracy by split (the paper's Fig. 4) and linear
+mode connectivity along (1-λ)·φ1 + λ·φ2 (Fig. 3).
+
+Every reward model is scored once per split; ENS of any subset is then the mean of its members' stored
+rewards (exactly what averaging.Ensemble computes), so a table with many ENS rows costs nothing extra.
+"""
+
+import csv
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from warm_mini import averaging, checkpoint, data, prefs
+from warm_mini.reward import LMC_PAIRS, normalise, pair_accuracy, rm_from_checkpoint, score_pairs
+
+# Accuracy columns: what the paper's Fig. 4 compares.
+COLUMNS = {
+    "train (corrupted labels)": ("train", "flipped"),  # agreement with the flipped labels: memorisation
+    "train (clean labels)": ("train", "kept"),  # the training pairs whose label was not flipped
+    "val": ("val", "all"),
+    "test": ("test", "all"),
+    "ood": ("ood", "all"),
+}
+
+
+class Scorer:
+    """Rewards of both summaries of every pair, per split, for one reward model (a checkpoint dict)."""
+
+    def __init__(self, enc, splits: data.Splits, pairs: dict, device: str, max_pairs: int):
+        self.enc, self.splits, self.pairs, self.device, self.max_pairs = enc, splits, pairs, device, max_pairs
+
+    def subset(self, split: str) -> prefs.Pairs:
+        return self.pairs[split].head(self.max_pairs)
+
+    def rewards(self, ckpt: dict, split_names=prefs.SPLITS) -> dict:
+        model = rm_from_checkpoint(ckpt, self.device)
+        return {s: score_pairs(model, self.enc, prefs.docs_of(self.splits, s), self.subset(s), device=self.device) for s in split_names}
+
+    def normalised(self, ckpt: dict) -> dict:
+        """The checkpoint with its reward normaliser recomputed on SFT samples (after averaging, the members'
+        normalisers no longer describe the merged model)."""
+        model = rm_from_checkpoint(ckpt, self.device)
+        normalise(model, self.enc, self.splits.val, self.pairs["val"], self.device)
+        return {**ckpt, "model": {k: v.cpu() for k, v in model.state_dict().items()}}
+
+
+def accuracy_row(rewards: dict, scorer: Scorer) -> dict:
+    """Accuracy in each column of COLUMNS from rewards {split: (ra, rb)}."""
+    row = {}
+    for column, (split, subset) in COLUMNS.items():
+        pairs = scorer.subset(split)
+        ra, rb = rewards[split]
+        keep = {"all": torch.ones(len(pairs), dtype=torch.bool), "flipped": pairs.flipped, "kept": ~pairs.flipped}[subset]
+        row[column] = pair_accuracy(ra[keep], rb[keep], pairs.label[keep]) if keep.any() else float("nan")
+    return row
+
+
+def ensemble_rewards(members: list[dict]) -> dict:
+    """ENS: the mean of the members' (normalised) rewards, per split."""
+    return {s: tuple(torch.stack([m[s][side] for m in members]).mean(0) for side in range(2)) for s in members[0]}
+
+
+def accuracy_table(rm_paths: list[Path], ranked: list[int], ms: list[int], scorer: Scorer, warm_dir: Path) -> list[dict]:
+    """Rows for every RM, then ENS and WARM of the top-M RMs (ranked by validation accuracy) for each M."""
+    per_rm = {}
+    rows = []
+    for i in tqdm(ranked, desc="scoring RMs", leave=False):
+        per_rm[i] = scorer.rewards(checkpoint.load(rm_paths[i]))
+        rows.append({"model": f"RM {i}", **accuracy_row(per_rm[i], scorer)})
+    rows.sort(key=lambda r: int(r["model"].split()[1]))
+    for m in ms:
+        top = ranked[:m]
+        rows.append({"model": f"ENS M={m}", **accuracy_row(ensemble_rewards([per_rm[i] for i in top]), scorer)})
+        warm = scorer.normalised(averaging.merge([rm_paths[i] for i in top]))
+        checkpoint.save(warm, warm_dir / f"warm_{m}.pt")
+        rows.append({"model": f"WARM M={m}", **accuracy_row(scorer.rewards(warm), scorer)})
+    return rows
+
+
+def lmc_curves(rm_paths: list[Path], run_dir: Path, scorer: Scorer, lams: list[float]) -> list[dict]:
+    """Validation accuracy of WA and ENS along λ for the LMC pairs of growing diversity (Fig. 3)."""
+    rows = []
+    for name, (a, b) in tqdm(LMC_PAIRS.items(), desc="LMC", leave=False):
+        if max(a, b) >= len(rm_paths):
+            continue
+        if name == "same run":  # RM a's mid-training snapshot against its final weights
+            mids = sorted((Path(run_dir) / "rm" / f"train_{a}").glob("step_*.pt"))
+            if len(mids) < 2:
+                continue
+            end_a = scorer.normalised(checkpoint.load(mids[0]))
+        else:
+            end_a = checkpoint.load(rm_paths[a])
+        end_b = checkpoint.load(rm_paths[b])
+        ra = scorer.rewards(end_a, ["val"])["val"]
+        rb = scorer.rewards(end_b, ["val"])["val"]
+        label = scorer.subset("val").label
+        for lam in lams:
+            wa = scorer.rewards(scorer.normalised(averaging.interpolate(end_a, end_b, lam)), ["val"])["val"]
+            ens = tuple((1 - lam) * x + lam * y for x, y in zip(ra, rb))
+            rows.append({"pair": name, "lambda": lam, "WA": pair_accuracy(*wa, label), "ENS": pair_accuracy(*ens, label)})
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return "\n".join(lines + ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows])
+
+
+def plot_lmc(rows: list[dict], path: Path) -> bool:
+    """Fig. 3: accuracy along λ for WA and ENS, with the diagonal between the endpoints. False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(dict.fromkeys(r["pair"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        pts = [r for r in rows if r["pair"] == name]
+        lam = [r["lambda"] for r in pts]
+        ax.plot(lam, [r["WA"] for r in pts], "o-", label="WA")
+        ax.plot(lam, [r["ENS"] for r in pts], "s--", label="ENS")
+        ax.plot([lam[0], lam[-1]], [pts[0]["WA"], pts[-1]["WA"]], ":", color="gray", label="diagonal")
+        ax.set_title(name)
+        ax.set_xlabel("λ")
+    axes[0][0].set_ylabel("validation accuracy")
+    axes[0][0].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
