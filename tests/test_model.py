@@ -10,15 +10,6 @@ ATOL = 1e-5
 V = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls gain nothing from threads, and on a busy 2-core machine threads wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(dropout=0.0, bias=True, seed=0):
     torch.manual_seed(seed)
     model = GPT(ModelConfig(vocab_size=V, block_size=48, n_layer=2, n_head=2, n_embd=32, dropout=dropout, bias=bias))
