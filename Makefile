@@ -8,14 +8,17 @@ ARGS := $(if $(PRESET),--preset $(PRESET),)
 install:
 	bash scripts/install.sh
 
-demo: install  ## the whole pipeline at the default preset (gpu with CUDA, else cpu)
+demo: install  ## the pipeline at the default preset (gpu with CUDA, else cpu)
 	$(PYTHON) train_rm.py $(ARGS)
+	$(PYTHON) merge.py $(ARGS)
 
 test: install  ## the unit tests (slow ones are marked and left out)
 	$(PYTHON) -m pytest -q
 
 bench: install
 	$(PYTHON) bench/tokenizer.py
+	$(PYTHON) bench/tokenizer.py --synthetic
 	$(PYTHON) bench/oracle.py
 	$(PYTHON) bench/generate.py
 	$(PYTHON) bench/train_step.py
+	$(PYTHON) bench/merge_memory.py

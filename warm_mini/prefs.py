@@ -57,25 +57,30 @@ def docs_of(splits: data.Splits, split: str) -> list[world.Document]:
 
 
 def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
-    """(checkpoint, temperature) of the policies a split samples from, one drawn per pair."""
+    """(checkpoint, temperature) of the policies a split samples from.
+
+    In distribution: the second half of the SFT trajectory at temperature 1 (earlier snapshots cannot copy
+    yet, so both of their summaries would sit at the oracle's floor: a tie, pure label noise).
+    """
     snapshots = lm.sft_snapshots(run_dir)
     if split == "ood":
         return [(Path(run_dir) / "pretrain" / "model.pt", 1.0), (snapshots[-1], 1.5)]
-    return [(s, 1.0) for s in snapshots]
+    return [(s, 1.0) for s in snapshots[len(snapshots) // 2 :]]
 
 
 def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
-    """Sample two summaries per document from policies drawn per pair, then label them."""
+    """Two summaries per document, each from a policy drawn on its own (so that pairs often differ in
+    quality), labeled by the world's labeler."""
     docs = docs_of(splits, split)[: getattr(cfg.rm, f"{split}_pairs")]
     n = len(docs)
     rng = random.Random(f"{cfg.seed}:{split}")
     policies = _policies(run_dir, split)
-    which = [rng.randrange(len(policies)) for _ in range(n)]  # each pair's policy: both summaries from it
+    which = [(rng.randrange(len(policies)), rng.randrange(len(policies))) for _ in range(n)]
     summaries = [[None, None] for _ in range(n)]
     for p, (path, temperature) in enumerate(tqdm(policies, desc=f"prefs/{split}", leave=False)):
         model = lm.load_model(path, cfg.device)
-        idx = [i for i in range(n) if which[i] == p]
         for side in range(2):
+            idx = [i for i in range(n) if which[i][side] == p]
             texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + 2 * p + side, device=cfg.device)
             for i, text in zip(idx, texts):
                 summaries[i][side] = text

@@ -96,7 +96,8 @@ def lmc_curves(rm_paths: list[Path], run_dir: Path, scorer: Scorer, lams: list[f
         rb = scorer.rewards(end_b, ["val"])["val"]
         label = scorer.subset("val").label
         for lam in lams:
-            wa = scorer.rewards(scorer.normalised(averaging.interpolate(end_a, end_b, lam)), ["val"])["val"]
+            # Accuracy ignores the normaliser (a positive affine map), so interpolations need no recalibration.
+            wa = scorer.rewards(averaging.interpolate(end_a, end_b, lam), ["val"])["val"]
             ens = tuple((1 - lam) * x + lam * y for x, y in zip(ra, rb))
             rows.append({"pair": name, "lambda": lam, "WA": pair_accuracy(*wa, label), "ENS": pair_accuracy(*ens, label)})
     return rows

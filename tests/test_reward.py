@@ -1,0 +1,128 @@
+"""Reward models: head, Bradley-Terry loss, last-token reading, linear probe, normaliser, diversity, batches."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from warm_mini import config, data, prefs, world
+from warm_mini import tokenizer as tok
+from warm_mini.config import ModelConfig
+from warm_mini.reward import (LMC_PAIRS, RewardModel, accuracy, bradley_terry_loss, diversity, linear_probe, normalise,
+                              pair_accuracy, pair_batches, rm_loss, score_pairs)
+
+CFG = ModelConfig(vocab_size=300, block_size=64, n_layer=1, n_head=2, n_embd=16)
+
+
+def test_head_starts_as_the_recipe_says():
+    torch.manual_seed(0)
+    w = torch.cat([RewardModel(ModelConfig(**{**CFG.__dict__, "n_embd": 64})).head.weight.flatten() for _ in range(50)])
+    assert w.std().item() == pytest.approx(1 / math.sqrt(65), rel=0.05)
+    assert torch.count_nonzero(RewardModel(CFG).head.bias) == 0
+
+
+def test_bradley_terry_loss_and_accuracy_by_hand():
+    rc, rr = torch.tensor([2.0, 0.0, -1.0]), torch.tensor([1.0, 0.0, 1.0])
+    expected = -sum(math.log(1 / (1 + math.exp(-(a - b)))) for a, b in zip(rc.tolist(), rr.tolist())) / 3
+    assert bradley_terry_loss(rc, rr).item() == pytest.approx(expected)
+    assert accuracy(rc, rr) == pytest.approx(2 / 3)  # a tie counts as correct: 1[r+ >= r-]
+    assert pair_accuracy(rc, rr, torch.tensor([True, True, False])) == 1.0  # label False: b preferred
+
+
+def test_reward_reads_the_last_real_token_whatever_the_padding():
+    torch.manual_seed(0)
+    rm = RewardModel(CFG).eval()
+    rows = [[5, 6, 7, 8, 9], [10, 11]]
+    idx, mask = data.left_pad(rows, pad_id=0)
+    padded = rm(idx, mask)
+    alone = torch.cat([rm(torch.tensor([r])) for r in rows])
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=0)
+    changed = idx.clone()
+    changed[1, 0] = 299  # a pad token's value never matters
+    torch.testing.assert_close(rm(changed, mask), padded)
+
+
+def test_linear_probe_fits_a_separable_direction():
+    """Fixed features whose first channel tells chosen from rejected: the probe must find it."""
+
+    class Fixed(RewardModel):
+        def features(self, idx, attention_mask=None):
+            return self.table[idx[:, -1]]
+
+    torch.manual_seed(0)
+    rm = Fixed(CFG)
+    rm.table = torch.randn(CFG.vocab_size, CFG.n_embd)
+    rm.table[:100, 0] += 3.0  # tokens 0..99 end chosen summaries
+    n = 64
+    pairs = prefs.Pairs(doc=[0] * n, a=[[i] for i in range(n)], b=[[100 + i] for i in range(n)], score_a=torch.ones(n),
+                        score_b=torch.zeros(n), label=torch.ones(n, dtype=torch.bool), clean=torch.ones(n, dtype=torch.bool),
+                        flipped=torch.zeros(n, dtype=torch.bool))
+    enc, docs = _fake_enc(), [world.generate_documents(1, 0)[0]]
+    before = rm_loss(rm, pair_batches(enc, docs, pairs, n, 1, 0)(0, 0, 0, 1)).item()
+    rm.head.load_state_dict(linear_probe(rm, enc, docs, pairs, steps=200, device="cpu"))
+    after = rm_loss(rm, pair_batches(enc, docs, pairs, n, 1, 0)(0, 0, 0, 1)).item()
+    assert after < 0.1 < before
+    assert pair_accuracy(*score_pairs(rm, enc, docs, pairs), pairs.label) == 1.0
+
+
+def test_normaliser_gives_mean_zero_std_one(tiny_world):
+    enc, docs, pairs = tiny_world
+    torch.manual_seed(0)
+    rm = RewardModel(ModelConfig(vocab_size=enc.n_vocab, block_size=512, n_layer=1, n_head=2, n_embd=16))
+    normalise(rm, enc, docs, pairs, "cpu")
+    r = torch.cat(score_pairs(rm, enc, docs, pairs))
+    assert r.mean().item() == pytest.approx(0.0, abs=1e-4)
+    assert r.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_pair_batches_put_chosen_first_and_follow_the_seed(tiny_world):
+    enc, docs, pairs = tiny_world
+    chosen, _ = pairs.chosen_rejected()
+    batch = pair_batches(enc, docs, pairs, 4, 1, seed=0)(0, 0, 0, 1)
+    assert batch["idx"].shape[0] == 8 and batch["mask"][:, -1].all()  # left padded: the last column is real
+    first = batch["idx"][0][batch["mask"][0]].tolist()
+    assert any(first[-len(c):] == c for c in chosen)  # row 0 ends with a chosen summary
+    other = pair_batches(enc, docs, pairs, 4, 1, seed=1)(0, 0, 0, 1)
+    assert not torch.equal(batch["idx"], other["idx"])  # another data order
+    assert torch.equal(batch["idx"], pair_batches(enc, docs, pairs, 4, 1, seed=0)(0, 0, 0, 1)["idx"])
+
+
+def test_the_first_rms_each_change_one_thing_from_rm_0():
+    cfg = config.preset("cpu")
+    snaps = [Path(f"step_{s:06d}.pt") for s in (250, 500, 750, 1000, 1250, 1500)]
+    recipes = [diversity(cfg, i, snaps) for i in range(cfg.rm.n_models)]
+    for name, (a, b) in LMC_PAIRS.items():
+        if a == b:
+            continue
+        differ = {k for k in ("lr", "dropout", "init") if recipes[a][k] != recipes[b][k]}
+        assert differ == {"data order": set(), "learning rate": {"lr"}, "Baklava init": {"init"}}[name], name
+    assert len({r["data_seed"] for r in recipes}) == len(recipes)
+    assert {r["init"] for r in recipes} <= {s.name for s in snaps[-cfg.rm.baklava:]}
+
+
+def test_chosen_rejected_follow_the_labels():
+    pairs = prefs.Pairs(doc=[0, 1], a=[[1], [2]], b=[[3], [4]], score_a=torch.zeros(2), score_b=torch.zeros(2),
+                        label=torch.tensor([True, False]), clean=torch.tensor([False, False]), flipped=torch.tensor([True, False]))
+    assert pairs.chosen_rejected() == ([[1], [4]], [[3], [2]])
+    assert pairs.chosen_rejected(clean=True) == ([[3], [4]], [[1], [2]])
+    assert len(pairs.head(1)) == 1
+
+
+def _fake_enc():
+    ranks = {bytes([i]): i for i in range(256)}
+    return tok.build_encoding(ranks)
+
+
+@pytest.fixture(scope="module")
+def tiny_world():
+    docs = world.generate_documents(12, seed=0)
+    enc = tok.build_encoding(tok.train_bpe(world.world_text(docs), 400))
+    rng = torch.Generator().manual_seed(0)
+    eot = enc.encode_single_token(world.EOT)
+    a = [tok.encode(enc, d.reference) + [eot] for d in docs]
+    b = [tok.encode(enc, world.reference_summary(docs[(i + 1) % len(docs)])) for i in range(len(docs))]
+    label = torch.rand(len(docs), generator=rng) < 0.5
+    pairs = prefs.Pairs(doc=list(range(len(docs))), a=a, b=b, score_a=torch.ones(len(docs)), score_b=torch.zeros(len(docs)),
+                        label=label, clean=label.clone(), flipped=torch.zeros(len(docs), dtype=torch.bool))
+    return enc, docs, pairs
