@@ -63,7 +63,7 @@ def main():
         opt.zero_grad(set_to_none=True)
     sync()
     bare = args.steps * tokens_per_step / (time.perf_counter() - t0)
-    print(f"bare loop:  {bare:10,.0f} tokens/s  (MFU {model.estimate_mfu(bare, peak_flops=_peak(device)):.1%} of {_peak(device) / 1e12:.0f} TFLOPS)")
+    print(f"bare loop:  {bare:10,.0f} tokens/s  (MFU {model.estimate_mfu(bare, peak_flops=_peak(device)):.1%} of an assumed {_peak(device) / 1e9:,.0f} GFLOPS peak)")
 
     # Ours: the whole call, timed at two lengths; the difference is the cost of the extra steps,
     # logging and progress bar included, start-up and the final checkpoint excluded.

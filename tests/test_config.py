@@ -43,3 +43,12 @@ def test_run_dir_refuses_an_incompatible_config(tmp_path):
     cfg.model.n_layer += 1
     with pytest.raises(SystemExit, match="model.n_layer: recorded 2, now 3"):
         checkpoint.record_config(tmp_path, cfg)
+
+
+def test_a_run_directory_remembers_its_config(tmp_path):
+    cfg, _ = parse("--preset", "tiny", "--run-dir", str(tmp_path), "--rm.corrupt", "0.25")
+    checkpoint.record_config(tmp_path, cfg)
+    later, _ = parse("--run-dir", str(tmp_path))  # a later stage names only the run directory
+    assert later == cfg
+    with pytest.raises(SystemExit, match="holds a tiny run"):
+        parse("--preset", "cpu", "--run-dir", str(tmp_path))

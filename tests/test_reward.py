@@ -60,7 +60,7 @@ def test_linear_probe_fits_a_separable_direction():
                         flipped=torch.zeros(n, dtype=torch.bool))
     enc, docs = _fake_enc(), [world.generate_documents(1, 0)[0]]
     before = rm_loss(rm, pair_batches(enc, docs, pairs, n, 1, 0)(0, 0, 0, 1)).item()
-    rm.head.load_state_dict(linear_probe(rm, enc, docs, pairs, steps=200, device="cpu"))
+    rm.head.load_state_dict(linear_probe(rm, enc, docs, pairs, docs, pairs, steps=200, device="cpu"))
     after = rm_loss(rm, pair_batches(enc, docs, pairs, n, 1, 0)(0, 0, 0, 1)).item()
     assert after < 0.1 < before
     assert pair_accuracy(*score_pairs(rm, enc, docs, pairs), pairs.label) == 1.0

@@ -131,7 +131,7 @@ class Config:
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=3e-3, warmup_steps=30))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250, ckpt_every=250, snapshot_every=250))
     rm: RMConfig = field(default_factory=RMConfig)
-    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, batch_size=16, lr=2e-4, warmup_steps=10, weight_decay=0.0, eval_every=50, ckpt_every=50, snapshot_every=50))
+    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=120, batch_size=16, lr=1e-3, warmup_steps=10, weight_decay=0.0, eval_every=60, ckpt_every=60, snapshot_every=60))
 
 
 def preset(name: str) -> Config:
@@ -212,10 +212,20 @@ def _field_doc(cls, name: str) -> str:
 
 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
-    """Apply the command line to its preset; returns the config and the run directory."""
+    """The config and run directory the command line asks for.
+
+    A run directory that already holds a config.json starts from that config (so later stages and
+    resumed runs need no flags but --run-dir); otherwise the preset's defaults. The command line's
+    overrides apply on top either way; checkpoint.record_config refuses ones that change a finished run.
+    """
     import torch
 
-    cfg = preset(args.preset or default_preset())
+    name = args.preset or default_preset()
+    run_dir = args.run_dir or Path("runs") / name
+    recorded = Path(run_dir) / "config.json"
+    cfg = from_dict(json.loads(recorded.read_text())) if recorded.exists() else preset(name)
+    if args.preset is not None and args.preset != cfg.preset:
+        raise SystemExit(f"error: {run_dir} holds a {cfg.preset} run, not {args.preset}; choose another --run-dir")
     if args.seed is not None:
         cfg.seed = args.seed
     if args.device is not None:
@@ -227,8 +237,7 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
             value = getattr(args, f"{section_name}.{f.name}", None)
             if value is not None:
                 setattr(section, f.name, value)
-    run_dir = args.run_dir or Path("runs") / cfg.preset
-    return cfg, run_dir
+    return cfg, Path(run_dir)
 
 
 def to_dict(cfg: Config) -> dict:

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from tqdm import tqdm
 
 from warm_mini import checkpoint, data, lm
@@ -110,15 +109,8 @@ def pair_accuracy(ra: torch.Tensor, rb: torch.Tensor, label: torch.Tensor) -> fl
 # ----------------------------------------------------------------------------- training
 
 
-def load_reward_model(path: Path, device: str = "cpu") -> RewardModel:
-    state = checkpoint.load(path, map_location=device)
-    model = RewardModel(ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
-
-
 def rm_from_checkpoint(ckpt: dict, device: str = "cpu") -> RewardModel:
-    """A reward model from an in-memory checkpoint dict (e.g. a fresh merge)."""
+    """A reward model, in eval mode, from a checkpoint dict: a single RM's, or a merge's (WARM)."""
     model = RewardModel(ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
@@ -126,7 +118,7 @@ def rm_from_checkpoint(ckpt: dict, device: str = "cpu") -> RewardModel:
 
 @torch.no_grad()
 def _pair_features(backbone_rm: RewardModel, enc, docs, pairs, device: str, batch_size: int = 64):
-    """Frozen features (N, C) of the chosen and of the rejected summary of every pair."""
+    """Frozen features (N, C) of the chosen and of the rejected summary of every pair (by training labels)."""
     chosen, rejected = pairs.chosen_rejected()
     fc, fr = [], []
     for start in range(0, len(pairs), batch_size):
@@ -138,23 +130,31 @@ def _pair_features(backbone_rm: RewardModel, enc, docs, pairs, device: str, batc
     return torch.cat(fc), torch.cat(fr)
 
 
-def linear_probe(model: RewardModel, enc, docs, pairs, steps: int, device: str) -> dict:
+def linear_probe(model: RewardModel, enc, train_docs, train_pairs, val_docs, val_pairs, steps: int, device: str) -> dict:
     """Fit the head alone on frozen features (the paper's linear probing), full batch; returns its state.
 
     Every RM starts from this head, so the RMs differ only through their fine-tuning: a shared head keeps
     them in one basin (linear probing then fine-tuning is what makes WA work, Fig. 3 of the paper).
+    With noisy labels the head soon fits noise and grows large, which makes fine-tuning unstable, so the
+    head kept is the one with the lowest validation loss (early stopping).
     """
     model.eval()
-    fc, fr = _pair_features(model, enc, docs, pairs, device)
+    fc, fr = _pair_features(model, enc, train_docs, train_pairs, device)
+    vc, vr = _pair_features(model, enc, val_docs, val_pairs, device)
     head = torch.nn.Linear(fc.size(1), 1)
     head.load_state_dict(model.head.state_dict())
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    best, best_state = float("inf"), None
     for _ in range(steps):
+        with torch.no_grad():
+            val_loss = bradley_terry_loss(head(vc).squeeze(-1), head(vr).squeeze(-1)).item()
+        if val_loss < best:
+            best, best_state = val_loss, {k: v.detach().clone() for k, v in head.state_dict().items()}
         loss = bradley_terry_loss(head(fc).squeeze(-1), head(fr).squeeze(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return {k: v.detach().clone() for k, v in head.state_dict().items()}
+    return best_state
 
 
 @torch.no_grad()
@@ -214,7 +214,7 @@ def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pa
     if rank == 0 and not probe_path.exists():
         probe = RewardModel(base).to(cfg.device)
         probe.backbone.load_state_dict(final_sft["model"])
-        head = linear_probe(probe, enc, splits.train, pairs["train"], cfg.rm.probe_steps, cfg.device)
+        head = linear_probe(probe, enc, splits.train, pairs["train"], splits.val, pairs["val"], cfg.rm.probe_steps, cfg.device)
         ra, rb = score_pairs(_with_head(probe, head), enc, splits.val, pairs["val"], device=cfg.device)
         tqdm.write(f"linear probe on frozen SFT features: val accuracy {pair_accuracy(ra, rb, pairs['val'].label):.3f}")
         checkpoint.save({"head": head}, probe_path)
