@@ -21,7 +21,7 @@ from pathlib import Path
 import regex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from warm_mini.tokenizer import SPECIALS, SPLIT_PATTERN, train_bpe  # noqa: E402
+from warm_mini.tokenizer import SPECIALS, SPLIT_PATTERN, merge_pair, train_bpe  # noqa: E402
 
 TARGET_S = 10.0
 
@@ -66,17 +66,7 @@ def textbook_train(text: str, vocab_size: int) -> dict[bytes, int]:
         if merged not in ranks:
             ranks[merged] = len(token_bytes)
             token_bytes.append(merged)
-        new_id, (a, b) = ranks[merged], pair
-        for c, ids in enumerate(chunks):
-            out, i = [], 0
-            while i < len(ids):
-                if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            chunks[c] = out
+        chunks = [merge_pair(ids, pair, ranks[merged]) for ids in chunks]
     return ranks
 
 

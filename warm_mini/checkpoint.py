@@ -2,9 +2,9 @@
 
 Layout of a run directory (e.g. runs/cpu/):
     config.json          the resolved configuration; a later run must agree with it to resume
-    world/docs.json      the generated documents (and their facts)
+                         (the documents are not stored: the seed regenerates them)
     tokenizer.tiktoken   our BPE in tiktoken's text format
-    pretrain/ sft/ prefs/ rm/ warm/ rl/   one folder per stage
+    pretrain/ sft/ prefs/ rm/ warm/       one folder per stage
     metrics/*.jsonl      one JSON line per logged step
     figures/*.png, report.md
 """

@@ -32,7 +32,7 @@ SPECIALS = (EOT, SEP, PAD)
 SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}{1,3}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace each occurrence of `pair` in `ids`, scanning left to right, by `new_id`."""
     a, b = pair
     out, i = [], 0
@@ -106,7 +106,7 @@ def train_bpe(text: str, vocab_size: int) -> dict[bytes, int]:
         delta: dict[tuple[int, int], int] = defaultdict(int)
         for c in where.pop(pair):
             ids = chunks[c]
-            new_ids = _merge(ids, pair, new_id)
+            new_ids = merge_pair(ids, pair, new_id)
             if len(new_ids) == len(ids):
                 continue  # the pair left this chunk in an earlier merge
             w = weights[c]
