@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from warm_mini import checkpoint
+from warm_mini import checkpoint, reward
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,17 @@ def test_tiny_pipeline_leaves_every_artifact(tmp_path):
     members = [checkpoint.load(run_dir / "rm" / f"rm_{i}.pt")["model"] for i in ranked[:2]]
     key = "head.weight"
     torch.testing.assert_close(warm["model"][key], (members[0][key] + members[1][key]) / 2)
+
+    # The reward sources a policy trains against: one RM, ENS and WARM share the reward interface.
+    idx, mask = torch.randint(0, 50, (3, 9)), torch.ones(3, 9, dtype=torch.bool)
+    warm_model = reward.load_reward_source("warm:2", run_dir)
+    ens = reward.load_reward_source("ens:2", run_dir)
+    single = [reward.load_reward_source(f"rm:{i}", run_dir) for i in ranked[:2]]
+    with torch.no_grad():
+        torch.testing.assert_close(ens(idx, mask), (single[0](idx, mask) + single[1](idx, mask)) / 2)
+        assert warm_model(idx, mask).shape == (3,)
+    with pytest.raises(ValueError, match="unknown reward source"):
+        reward.load_reward_source("oracle:1", run_dir)
 
     # Everything finished is skipped on a second run.
     assert "finished earlier" in run("train_rm.py", run_dir)

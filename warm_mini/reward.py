@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from warm_mini import checkpoint, data, lm
+from warm_mini import averaging, checkpoint, data, lm
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config, ModelConfig
 from warm_mini.model import GPT
@@ -88,17 +88,24 @@ def rm_loss(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
+def score_summaries(model, enc, docs, summaries: list[list[int]], batch_size: int = 64, device: str = "cpu") -> torch.Tensor:
+    """Rewards (N,) of summary i (token ids) on document i, from any module with the reward interface
+    (a single RM, ENS or WARM)."""
+    model.eval()  # dropout off: a reward must not depend on the batch it was scored in
+    pad = enc.encode_single_token(tok.PAD)
+    out = []
+    for start in range(0, len(docs), batch_size):
+        seqs = [data.prompt_ids(enc, d) + s for d, s in zip(docs[start : start + batch_size], summaries[start : start + batch_size])]
+        idx, mask = data.left_pad(seqs, pad)  # left padding puts every row's last token in the last column
+        out.append(model(idx.to(device), mask.to(device)).float().cpu())
+    return torch.cat(out)
+
+
 def score_pairs(model, enc, docs, pairs, batch_size: int = 64, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards (N,) of summaries a and b of every pair."""
-    model.eval()
-    ra, rb = [], []
-    for start in range(0, len(pairs), batch_size):
-        rows = range(start, min(start + batch_size, len(pairs)))
-        batch = pair_rows(enc, docs, pairs, pairs.a, pairs.b, rows)
-        r = model(batch["idx"].to(device), batch["mask"].to(device)).float().cpu()
-        ra.append(r[: len(rows)])
-        rb.append(r[len(rows) :])
-    return torch.cat(ra), torch.cat(rb)
+    pair_docs = [docs[i] for i in pairs.doc]
+    return (score_summaries(model, enc, pair_docs, pairs.a, batch_size, device),
+            score_summaries(model, enc, pair_docs, pairs.b, batch_size, device))
 
 
 def pair_accuracy(ra: torch.Tensor, rb: torch.Tensor, label: torch.Tensor) -> float:
@@ -250,3 +257,21 @@ def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pa
 def _with_head(model: RewardModel, head: dict) -> RewardModel:
     model.head.load_state_dict(head)
     return model
+
+
+def load_reward_source(spec: str, run_dir: Path, device: str = "cpu") -> nn.Module:
+    """The reward a policy is trained against, by name: `rm:I` (reward model I), `ens:M` (ENS of the top M
+    by validation accuracy) or `warm:M` (their weight average, as merge.py wrote it). All three share the
+    reward interface, so the caller never needs to know which one it holds."""
+    kind, _, arg = spec.partition(":")
+    if kind not in ("rm", "ens", "warm") or not arg.isdigit():
+        raise ValueError(f"unknown reward source {spec!r}: use rm:I, ens:M or warm:M")
+    if kind == "rm":
+        return rm_from_checkpoint(checkpoint.load(rm_path(run_dir, int(arg))), device)
+    if kind == "warm":
+        path = Path(run_dir) / "warm" / f"warm_{arg}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: run merge.py with --ms including {arg}")
+        return rm_from_checkpoint(checkpoint.load(path), device)
+    ranked = sorted(Path(run_dir).glob("rm/rm_*.pt"), key=lambda p: -checkpoint.load(p)["val_accuracy"])
+    return averaging.Ensemble([rm_from_checkpoint(checkpoint.load(p), device) for p in ranked[: int(arg)]]).eval()
