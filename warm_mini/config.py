@@ -131,7 +131,7 @@ class Config:
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=3e-3, warmup_steps=30))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250, ckpt_every=250, snapshot_every=250))
     rm: RMConfig = field(default_factory=RMConfig)
-    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=120, batch_size=16, lr=1e-3, warmup_steps=10, weight_decay=0.0, eval_every=60, ckpt_every=60, snapshot_every=60))
+    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=120, batch_size=16, lr=1e-3, warmup_steps=10, weight_decay=0.0, eval_every=120, ckpt_every=60, snapshot_every=60))
 
 
 def preset(name: str) -> Config:

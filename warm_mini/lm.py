@@ -17,7 +17,7 @@ from warm_mini.config import Config, ModelConfig
 from warm_mini.model import GPT, generate
 from warm_mini.train import train
 
-MAX_SUMMARY_TOKENS = 48  # references are about 20 to 30 tokens; room to ramble, so rambling can be seen
+MAX_SUMMARY_TOKENS = 48  # references take 15 to 35 tokens; room to ramble, so rambling can be seen
 
 
 def lm_loss(model, batch: dict) -> torch.Tensor:
@@ -44,21 +44,19 @@ def _stage(name: str, run_dir: Path, build, train_fn) -> GPT:
 def pretrain(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding) -> GPT:
     """Next-token prediction on documents and reference summaries, from random initialisation."""
     model_cfg = dataclasses.replace(cfg.model, vocab_size=enc.n_vocab)
-    stream = torch.tensor(tok.encode_with_specials(enc, world.world_text(splits.train)), dtype=torch.long)
-    val_stream = torch.tensor(tok.encode_with_specials(enc, world.world_text(splits.val)), dtype=torch.long)
-    block = cfg.model.block_size
-    train_batches = data.window_batches(stream, block, cfg.pretrain.batch_size, cfg.pretrain.grad_accum, cfg.seed)
-    val_batches = data.window_batches(val_stream, block, cfg.pretrain.batch_size, 1, cfg.seed + 1)
-
-    def evaluate(model):
-        return {"val/loss": _mean_loss(model, val_batches, cfg.device)}
 
     def build():
         torch.manual_seed(cfg.seed)
         return GPT(model_cfg)
 
-    def run(model, out):
-        return train(model, cfg.pretrain, train_batches, lm_loss, out, device=cfg.device, eval_fn=evaluate,
+    def run(model, out):  # the data is prepared only when the stage has work to do
+        stream, val_stream = (torch.tensor(tok.encode_with_specials(enc, world.world_text(docs)), dtype=torch.long)
+                              for docs in (splits.train, splits.val))
+        block = cfg.model.block_size
+        train_batches = data.window_batches(stream, block, cfg.pretrain.batch_size, cfg.pretrain.grad_accum, cfg.seed)
+        val_batches = data.window_batches(val_stream, block, cfg.pretrain.batch_size, 1, cfg.seed + 1)
+        return train(model, cfg.pretrain, train_batches, lm_loss, out, device=cfg.device,
+                     eval_fn=lambda m: {"val/loss": _mean_loss(m, val_batches, cfg.device)},
                      metrics_path=Path(run_dir) / "metrics" / "pretrain.jsonl", desc="pretrain",
                      extra_state={"model_config": dataclasses.asdict(model_cfg)})
 
@@ -67,23 +65,21 @@ def pretrain(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Enco
 
 def sft(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding) -> GPT:
     """Supervised fine-tuning from the pretrained weights, the loss on summary tokens only."""
-    pad = enc.encode_single_token(tok.PAD)
-    examples = data.sft_examples(enc, splits.train, cfg.seed)
-    longest = max(len(p) + max(len(s), MAX_SUMMARY_TOKENS) for p, s in examples)  # room to generate too
-    if longest > cfg.model.block_size:
-        raise SystemExit(f"error: documents + summaries need {longest} tokens but --model.block_size is "
-                         f"{cfg.model.block_size}; raise it, or --tokenizer.vocab_size (shorter tokenizations)")
-    train_batches = data.sft_batches(examples, pad, cfg.sft.batch_size, cfg.sft.grad_accum, cfg.seed)
-    val_batches = data.sft_batches(data.sft_examples(enc, splits.val, cfg.seed + 1), pad, cfg.sft.batch_size, 1, cfg.seed + 1)
-
-    def evaluate(model):
-        return {"val/loss": _mean_loss(model, val_batches, cfg.device)}
 
     def build():
         return load_model(Path(run_dir) / "pretrain" / "model.pt")
 
-    def run(model, out):
-        return train(model, cfg.sft, train_batches, lm_loss, out, device=cfg.device, eval_fn=evaluate,
+    def run(model, out):  # the data is prepared only when the stage has work to do
+        pad = enc.encode_single_token(tok.PAD)
+        examples = data.sft_examples(enc, splits.train, cfg.seed)
+        longest = max(len(p) + max(len(s), MAX_SUMMARY_TOKENS) for p, s in examples)  # room to generate too
+        if longest > cfg.model.block_size:
+            raise SystemExit(f"error: documents + summaries need {longest} tokens but --model.block_size is "
+                             f"{cfg.model.block_size}; raise it, or --tokenizer.vocab_size (shorter tokenizations)")
+        train_batches = data.sft_batches(examples, pad, cfg.sft.batch_size, cfg.sft.grad_accum, cfg.seed)
+        val_batches = data.sft_batches(data.sft_examples(enc, splits.val, cfg.seed + 1), pad, cfg.sft.batch_size, 1, cfg.seed + 1)
+        return train(model, cfg.sft, train_batches, lm_loss, out, device=cfg.device,
+                     eval_fn=lambda m: {"val/loss": _mean_loss(m, val_batches, cfg.device)},
                      metrics_path=Path(run_dir) / "metrics" / "sft.jsonl", desc="sft",
                      extra_state={"model_config": dataclasses.asdict(model.config)})
 

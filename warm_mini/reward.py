@@ -165,14 +165,16 @@ def linear_probe(model: RewardModel, enc, train_docs, train_pairs, val_docs, val
 
 
 @torch.no_grad()
-def normalise(model: RewardModel, enc, docs, pairs, device: str) -> None:
-    """Set the reward normaliser so that rewards of these SFT samples have mean 0 and std 1."""
+def normalise(model: RewardModel, enc, docs, pairs, device: str) -> float:
+    """Set the reward normaliser so that rewards of these SFT samples have mean 0 and std 1; returns the
+    pairs' accuracy, which the normaliser (a positive affine map) does not change."""
     model.reward_mean.zero_()
     model.reward_std.fill_(1.0)
     ra, rb = score_pairs(model, enc, docs, pairs, device=device)
     r = torch.cat([ra, rb])
     model.reward_mean.fill_(r.mean().item())
     model.reward_std.fill_(r.std().clamp_min(1e-6).item())
+    return pair_accuracy(ra, rb, pairs.label)
 
 
 def diversity(cfg: Config, i: int, snapshots: list[Path]) -> dict:
@@ -219,6 +221,7 @@ def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pa
 
     probe_path = run_dir / "rm" / "probe.pt"
     if rank == 0 and not probe_path.exists():
+        torch.manual_seed(cfg.seed)  # the starting head must not depend on what ran earlier in this process
         probe = RewardModel(base).to(cfg.device)
         probe.backbone.load_state_dict(final_sft["model"])
         head = linear_probe(probe, enc, splits.train, pairs["train"], splits.val, pairs["val"], cfg.rm.probe_steps, cfg.device)
@@ -246,8 +249,7 @@ def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pa
               eval_fn=lambda m: {"val/accuracy": val_accuracy(m)}, metrics_path=run_dir / "metrics" / f"rm_{i}.jsonl",
               desc=f"rm {i} (lr {recipe['lr']:g}, dropout {recipe['dropout']:g}, init {recipe['init']})",
               extra_state={**meta, **recipe}, data_parallel=False)
-        normalise(model, enc, splits.val, pairs["val"], cfg.device)
-        acc = val_accuracy(model)
+        acc = normalise(model, enc, splits.val, pairs["val"], cfg.device)
         checkpoint.save({"model": model.state_dict(), **meta, **recipe, "val_accuracy": acc}, rm_path(run_dir, i))
         tqdm.write(f"rm {i}: val accuracy {acc:.3f}")
     barrier()
