@@ -88,16 +88,18 @@ def rm_loss(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score_summaries(model, enc, docs, summaries: list[list[int]], batch_size: int = 64, device: str = "cpu") -> torch.Tensor:
+def score_summaries(model, enc, docs, summaries: list[list[int]], batch_size: int = 64, device: str = "cpu",
+                    features: bool = False) -> torch.Tensor:
     """Rewards (N,) of summary i (token ids) on document i, from any module with the reward interface
-    (a single RM, ENS or WARM)."""
+    (a single RM, ENS or WARM); with features=True, a RewardModel's last-token features (N, C) instead."""
     model.eval()  # dropout off: a reward must not depend on the batch it was scored in
     pad = enc.encode_single_token(tok.PAD)
+    score = model.features if features else model
     out = []
     for start in range(0, len(docs), batch_size):
         seqs = [data.prompt_ids(enc, d) + s for d, s in zip(docs[start : start + batch_size], summaries[start : start + batch_size])]
         idx, mask = data.left_pad(seqs, pad)  # left padding puts every row's last token in the last column
-        out.append(model(idx.to(device), mask.to(device)).float().cpu())
+        out.append(score(idx.to(device), mask.to(device)).float().cpu())
     return torch.cat(out)
 
 
@@ -123,18 +125,10 @@ def rm_from_checkpoint(ckpt: dict, device: str = "cpu") -> RewardModel:
     return model.to(device).eval()
 
 
-@torch.no_grad()
-def _pair_features(backbone_rm: RewardModel, enc, docs, pairs, device: str, batch_size: int = 64):
+def _pair_features(model: RewardModel, enc, docs, pairs, device: str):
     """Frozen features (N, C) of the chosen and of the rejected summary of every pair (by training labels)."""
-    chosen, rejected = pairs.chosen_rejected()
-    fc, fr = [], []
-    for start in range(0, len(pairs), batch_size):
-        rows = range(start, min(start + batch_size, len(pairs)))
-        batch = pair_rows(enc, docs, pairs, chosen, rejected, rows)
-        f = backbone_rm.features(batch["idx"].to(device), batch["mask"].to(device)).float().cpu()
-        fc.append(f[: len(rows)])
-        fr.append(f[len(rows) :])
-    return torch.cat(fc), torch.cat(fr)
+    pair_docs = [docs[i] for i in pairs.doc]
+    return tuple(score_summaries(model, enc, pair_docs, side, device=device, features=True) for side in pairs.chosen_rejected())
 
 
 def linear_probe(model: RewardModel, enc, train_docs, train_pairs, val_docs, val_pairs, steps: int, device: str) -> dict:
