@@ -52,3 +52,13 @@ def test_a_run_directory_remembers_its_config(tmp_path):
     assert later == cfg
     with pytest.raises(SystemExit, match="holds a tiny run"):
         parse("--preset", "cpu", "--run-dir", str(tmp_path))
+
+
+def test_rl_settings_may_change_in_a_finished_run_and_old_configs_gain_new_sections(tmp_path):
+    cfg, _ = parse("--preset", "tiny", "--run-dir", str(tmp_path))
+    recorded = config.to_dict(cfg)
+    del recorded["ppo"], recorded["rlhf"]  # a run directory from before the RL stage existed
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    later, _ = parse("--run-dir", str(tmp_path), "--ppo.kl_coef", "0.5")
+    assert later.ppo.kl_coef == 0.5 and later.ppo.iterations == config.preset("tiny").ppo.iterations
+    checkpoint.record_config(tmp_path, later)  # PPO runs are named by their own settings: nothing to refuse

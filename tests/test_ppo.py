@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from warm_mini import data
-from warm_mini.config import ModelConfig
+from warm_mini.config import ModelConfig, PPOConfig
 from warm_mini.model import GPT, generate, sequence_logprobs
-from warm_mini.ppo import (PPOConfig, PPOTrainer, ValueModel, gae, has_eot, join_left_padded, penalise_missing_eot,
+from warm_mini.ppo import (PPOTrainer, ValueModel, gae, has_eot, join_left_padded, penalise_missing_eot,
                            per_token_kl, ppo_losses, rewards_with_kl, whiten)
 from warm_mini.reward import RewardModel
 
@@ -42,8 +42,8 @@ def toy_trainer(seed: int = 0, **overrides) -> PPOTrainer:
     torch.manual_seed(seed)
     policy = GPT(TINY)
     cfg = PPOConfig(**{"batch_size": 32, "minibatch_size": 8, "epochs": 4, "lr": 3e-3, "kl_coef": 0.01,
-                       "max_new_tokens": 4, "missing_eot_penalty": 0.0, "seed": seed, **overrides})
-    return PPOTrainer(cfg, policy, copy.deepcopy(policy), ValueModel.from_policy(policy), TargetShare(), EOT, PAD)
+                       "max_new_tokens": 4, "missing_eot_penalty": 0.0, **overrides})
+    return PPOTrainer(cfg, policy, copy.deepcopy(policy), ValueModel.from_policy(policy), TargetShare(), EOT, PAD, seed)
 
 
 @torch.no_grad()

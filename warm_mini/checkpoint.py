@@ -19,8 +19,9 @@ import torch
 
 from warm_mini import config as config_lib
 
-# Fields that may change between a run and its resumption without changing any result.
-RESUMABLE_FIELDS = {"device"}
+# Fields (or whole sections) that may change between a run and its resumption without changing a finished
+# stage: the device; and the RL stage's settings, since each PPO run is named by its own (see warm_mini/rl.py).
+RESUMABLE_FIELDS = {"device", "ppo", "rlhf"}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -87,7 +88,7 @@ def _differences(old: dict, new: dict, prefix: str = ""):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             yield from _differences(a, b, prefix=f"{name}.")
-        elif a != b and name not in RESUMABLE_FIELDS:
+        elif a != b and name not in RESUMABLE_FIELDS and name.split(".")[0] not in RESUMABLE_FIELDS:
             yield name, a, b
 
 

@@ -116,6 +116,68 @@ class RMConfig:
 
 
 @dataclass
+class PPOConfig:
+    """PPO against a reward model, with a per-token KL penalty to the SFT policy."""
+
+    iterations: int = 60
+    """rollouts, each followed by `epochs` passes of minibatch updates"""
+    batch_size: int = 32
+    """prompts per rollout (the paper: 128)"""
+    minibatch_size: int = 16
+    """rollout rows per gradient step"""
+    epochs: int = 2
+    """passes over each rollout: more learning per (slow, sequential) sample; the clip keeps them safe"""
+    lr: float = 2e-4
+    """AdamW learning rate of the policy and the value model (the paper's 1e-5 is for a far larger model)"""
+    weight_decay: float = 0.0
+    """AdamW decay on weight matrices; 0 because decay pulls toward zero, not toward SFT (the KL does that)"""
+    kl_coef: float = 0.02
+    """beta of the per-token penalty -beta * (log pi - log pi_ref); the paper: 0.003 to 0.01, for its reward scale"""
+    temperature: float = 0.9
+    """sampling temperature; the policy, the reference and the ratio all use log-softmax(logits / temperature)"""
+    max_new_tokens: int = 48
+    """longest response (references are about 20 to 30 tokens)"""
+    gamma: float = 1.0
+    """discount; 1 because the score is paid once, at the end of a response of at most max_new_tokens"""
+    lam: float = 0.95
+    """GAE lambda: 1 = Monte Carlo returns (unbiased, noisy), 0 = one-step bootstrap from the value model"""
+    cliprange: float = 0.2
+    """the policy ratio pi / pi_old is clipped to [1 - cliprange, 1 + cliprange]"""
+    cliprange_value: float = 0.2
+    """a value may move this far from its rollout value before its loss stops pulling (rewards have std 1)"""
+    vf_coef: float = 0.1
+    """weight of the value loss in the joint loss (one optimizer and one gradient-norm clip serve both models)"""
+    missing_eot_penalty: float = -1.0
+    """added to the score of a response without end-of-text: one reward std, so rambling to the cut does not pay"""
+    whiten_advantages: bool = True
+    """normalise advantages to mean 0, std 1 over each rollout's response tokens"""
+    grad_clip: float = 1.0
+    """clip the gradient norm of policy + value model to this (0 = off)"""
+
+
+@dataclass
+class RLHFConfig:
+    """What rlhf.py trains against and how it judges the policies (PPO itself: the ppo section)."""
+
+    rewards: str = ""
+    """reward sources, comma separated: rm:I, rm:best, ens:M, warm:M, oracle (empty: rm:best, ens:M, warm:M with M = rm.n_models)"""
+    kl_coefs: str = ""
+    """KL coefficients to sweep, comma separated (empty: ppo.kl_coef alone); every reward source runs with each"""
+    eval_every: int = 5
+    """PPO iterations between evaluations on held-out documents; each keeps a policy snapshot"""
+    eval_docs: int = 128
+    """validation documents the control reward is measured on at each evaluation (it picks a run's best snapshot)"""
+    test_docs: int = 300
+    """test documents the win rates are judged on"""
+    bon_docs: int = 64
+    """test documents for Best-of-N"""
+    bon_n: int = 64
+    """largest N of Best-of-N (N = 1, 2, 4, ... up to it)"""
+    bon_temperature: float = 1.0
+    """temperature of the SFT samples Best-of-N picks from (the temperature of the RMs' training pairs)"""
+
+
+@dataclass
 class Config:
     """Everything a run needs; one preset fills it, the command line adjusts it."""
 
@@ -132,6 +194,8 @@ class Config:
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250, ckpt_every=250, snapshot_every=250))
     rm: RMConfig = field(default_factory=RMConfig)
     rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=120, batch_size=16, lr=1e-3, warmup_steps=10, weight_decay=0.0, eval_every=120, ckpt_every=60, snapshot_every=60))
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    rlhf: RLHFConfig = field(default_factory=RLHFConfig)
 
 
 def preset(name: str) -> Config:
@@ -146,6 +210,8 @@ def preset(name: str) -> Config:
             sft=TrainConfig(steps=40, batch_size=8, lr=1e-3, warmup_steps=5, eval_every=20, ckpt_every=20, snapshot_every=10),
             rm=RMConfig(n_models=4, train_pairs=200, val_pairs=20, test_pairs=20, ood_pairs=20, probe_steps=50),
             rm_train=TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup_steps=2, weight_decay=0.0, eval_every=5, ckpt_every=5, snapshot_every=5),
+            ppo=PPOConfig(iterations=6, batch_size=8, minibatch_size=4, epochs=2),
+            rlhf=RLHFConfig(eval_every=3, eval_docs=8, test_docs=16, bon_docs=8, bon_n=8),
         )
     if name == "cpu":
         return Config(preset=name)
@@ -160,6 +226,8 @@ def preset(name: str) -> Config:
             sft=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, snapshot_every=500, compile=True),
             rm=RMConfig(n_models=10, train_pairs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000),
             rm_train=TrainConfig(steps=600, batch_size=64, lr=1e-4, warmup_steps=50, weight_decay=0.0, eval_every=200, ckpt_every=200, snapshot_every=300, compile=True),
+            ppo=PPOConfig(iterations=400, batch_size=128, minibatch_size=32, lr=5e-5),
+            rlhf=RLHFConfig(eval_every=20, eval_docs=512, test_docs=1000, bon_docs=500),
         )
     raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
@@ -245,9 +313,14 @@ def to_dict(cfg: Config) -> dict:
 
 
 def from_dict(d: dict) -> Config:
-    cfg = Config(**{k: v for k, v in d.items() if not isinstance(v, dict)})
+    """The config recorded in `d`; a section it lacks (added to warm-mini after the run began) takes its preset's defaults."""
+    cfg = preset(d.get("preset", "cpu"))
+    for k, v in d.items():
+        if not isinstance(v, dict):
+            setattr(cfg, k, v)
     for section_name, section in _sections(cfg):
-        setattr(cfg, section_name, type(section)(**d.get(section_name, {})))
+        if section_name in d:
+            setattr(cfg, section_name, type(section)(**d[section_name]))
     return cfg
 
 

@@ -1,6 +1,7 @@
 """PPO with a per-token KL penalty: the RL stage of WARM, readable top to bottom.
 
-One iteration (`PPOTrainer.step`) on a batch of left-padded prompts:
+One iteration (`PPOTrainer.step`) on a batch of left-padded prompts (steps 1 to 4 are `PPOTrainer.rollout`,
+which evaluation reuses):
 
   1. rollout   sample a response per prompt from the policy at temperature 0.9 (dropout off);
   2. score     the reward model reads each left-padded prompt + response row; a response cut off at
@@ -10,61 +11,21 @@ One iteration (`PPOTrainer.step`) on a batch of left-padded prompts:
   5. update    `epochs` passes of minibatch steps on the clipped policy loss + the clipped value loss.
 
 The trainer never sees a control reward (the oracle): `step` returns the sampled responses, and the
-caller scores them for evaluation. All log-probabilities (rollout, reference, update) are of
+caller (warm_mini/rl.py) scores them for evaluation. The settings are `PPOConfig` in warm_mini/config.py
+(`--ppo.*` flags). All log-probabilities (rollout, reference, update) are of
 logits / temperature, in float32, so the KL that is penalised is the KL of the sampling distributions.
 """
 
+import contextlib
 import copy
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from warm_mini.config import PPOConfig
 from warm_mini.model import GPT, generate, sequence_logprobs
 from warm_mini.train import param_groups
-
-
-@dataclass
-class PPOConfig:
-    """PPO against a reward model, with a per-token KL penalty to the SFT policy."""
-
-    iterations: int = 200
-    """rollouts, each followed by `epochs` passes of minibatch updates"""
-    batch_size: int = 32
-    """prompts per rollout (the paper: 128)"""
-    minibatch_size: int = 8
-    """rollout rows per gradient step"""
-    epochs: int = 4
-    """passes over each rollout: more learning per (slow, sequential) sample; the clip keeps them safe"""
-    lr: float = 1e-4
-    """AdamW learning rate of the policy and the value model (the paper's 1e-5 is for a far larger model)"""
-    weight_decay: float = 0.0
-    """AdamW decay on weight matrices; 0 because decay pulls toward zero, not toward SFT (the KL does that)"""
-    kl_coef: float = 0.003
-    """beta of the per-token penalty -beta * (log pi - log pi_ref); the paper: 0.003 clean, 0.01 corrupted"""
-    temperature: float = 0.9
-    """sampling temperature; the policy, the reference and the ratio all use log-softmax(logits / temperature)"""
-    max_new_tokens: int = 48
-    """longest response (references are about 20 to 30 tokens)"""
-    gamma: float = 1.0
-    """discount; 1 because the score is paid once, at the end of a response of at most max_new_tokens"""
-    lam: float = 0.95
-    """GAE lambda: 1 = Monte Carlo returns (unbiased, noisy), 0 = one-step bootstrap from the value model"""
-    cliprange: float = 0.2
-    """the policy ratio pi / pi_old is clipped to [1 - cliprange, 1 + cliprange]"""
-    cliprange_value: float = 0.2
-    """a value may move this far from its rollout value before its loss stops pulling (rewards have std 1)"""
-    vf_coef: float = 0.1
-    """weight of the value loss in the joint loss (one optimizer and one gradient-norm clip serve both models)"""
-    missing_eot_penalty: float = -1.0
-    """added to the score of a response without end-of-text: one reward std, so rambling to the cut does not pay"""
-    whiten_advantages: bool = True
-    """normalise advantages to mean 0, std 1 over each rollout's response tokens"""
-    grad_clip: float = 1.0
-    """clip the gradient norm of policy + value model to this (0 = off)"""
-    seed: int = 0
-    """seed of the sampling and of the minibatch order"""
 
 
 # ----------------------------------------------------------------------------- the pieces of one iteration
@@ -245,7 +206,8 @@ class PPOTrainer:
     policy: the GPT being trained (start: the SFT policy); ref_policy: a frozen copy of the SFT policy;
     value_model: a ValueModel (trained with the policy); reward_model: any module with the reward interface
     `reward_model(idx, attention_mask) -> (B,)` on left-padded prompt + response rows (a RewardModel, a WARM
-    merge, an Ensemble). The reference and the reward model are frozen here (requires_grad off).
+    merge, an Ensemble, the oracle). The reference and the reward model are frozen here (requires_grad off).
+    `seed` seeds the sampling and the minibatch order.
 
     The caller's loop draws `cfg.batch_size` prompts per step, `cfg.iterations` times; it also scores the
     returned responses with any control reward (the oracle), which the trainer never sees.
@@ -255,7 +217,7 @@ class PPOTrainer:
     """
 
     def __init__(self, cfg: PPOConfig, policy: GPT, ref_policy: GPT, value_model: ValueModel, reward_model: nn.Module,
-                 eot_id: int, pad_id: int):
+                 eot_id: int, pad_id: int, seed: int = 0):
         self.cfg = cfg
         self.policy, self.ref_policy, self.value_model, self.reward_model = policy, ref_policy, value_model, reward_model
         self.eot_id, self.pad_id = eot_id, pad_id
@@ -267,48 +229,68 @@ class PPOTrainer:
         # one optimizer for both models: the joint loss is policy_loss + vf_coef * value_loss
         groups = param_groups(policy, cfg.weight_decay) + param_groups(value_model, cfg.weight_decay)
         self.params = [p for g in groups for p in g["params"]]
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # sampling, on the policy's device
-        self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)  # minibatch order
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=self.device.type == "cuda")
+        # bf16 on CUDA, as in train.py; log-probabilities are taken in float32 either way
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)  # sampling, on the policy's device
+        self.shuffle_generator = torch.Generator().manual_seed(seed)  # minibatch order
         self.iteration = 0
 
-    def step(self, prompt: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[dict, dict]:
-        """One PPO iteration on left-padded prompts (B, T). Returns (metrics, rollout).
+    @torch.no_grad()
+    def rollout(self, prompt: torch.Tensor, prompt_mask: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """Steps 1 to 4 on left-padded prompts (B, T): sample, score, per-token rewards, advantages. No learning.
 
-        metrics (floats): objective/kl (mean over responses of the summed per-token KL, the quantity the
-        penalty charges), objective/proxy_reward (mean reward-model score), objective/scores_with_penalty,
-        objective/non_eot_frac, objective/response_length, policy/entropy, policy/clipfrac, policy/approx_kl,
-        losses/policy_loss, losses/value_loss, val/clipfrac, val/explained_variance (update stats: means over
-        minibatches), time/generation, time/scoring (reward model, reference, old policy, values, GAE),
-        time/update (seconds).
-        rollout (tensors): prompt, prompt_mask, response (B, N), response_mask, logprobs, ref_logprobs,
-        values, score (B,), scores_with_penalty, rewards (B, N), advantages, returns; response holds the ids a
-        caller decodes for the control reward.
+        Returns tensors: prompt, prompt_mask, response (B, N), response_mask, finished (B,), logprobs,
+        ref_logprobs, values, score (B,), scores_with_penalty, rewards (B, N), advantages, returns; and seconds:
+        time/generation, time/scoring (the reward model, reference, old policy, values, GAE), time/reward_model
+        (the reward model alone, part of time/scoring). `generator` (default: the trainer's) draws the samples;
+        evaluations pass their own, so they neither disturb nor depend on training's random stream.
         """
         cfg = self.cfg
         prompt_mask = prompt_mask.bool()
-
         start = _clock(self.device)
-        response, _, mask = generate(self.policy, prompt, prompt_mask, cfg.max_new_tokens, cfg.temperature,
-                                     eot_id=self.eot_id, pad_id=self.pad_id, generator=self.generator)
+        with self.autocast:
+            response, _, mask = generate(self.policy, prompt, prompt_mask, cfg.max_new_tokens, cfg.temperature,
+                                         eot_id=self.eot_id, pad_id=self.pad_id, generator=generator or self.generator)
         time_generation = _clock(self.device) - start
 
         start = _clock(self.device)
-        with torch.no_grad():
+        with self.autocast:
             score = self.reward_model(*join_left_padded(prompt, prompt_mask, response, mask)).float()
-            finished = has_eot(response, mask, self.eot_id)
-            scores_with_penalty = penalise_missing_eot(score, finished, cfg.missing_eot_penalty)
+        time_reward_model = _clock(self.device) - start
+        with self.autocast:
             # Recomputed rather than taken from `generate`: the same full forward as the reference and the
             # update, so a policy equal to the reference has KL exactly 0 and the first ratio is exactly 1,
             # even where the KV cache and bf16 round differently.
             logprobs = sequence_logprobs(self.policy, prompt, prompt_mask, response, mask, cfg.temperature)
             ref_logprobs = sequence_logprobs(self.ref_policy, prompt, prompt_mask, response, mask, cfg.temperature)
             values = self.value_model(prompt, prompt_mask, response, mask)
-            rewards = rewards_with_kl(scores_with_penalty, logprobs, ref_logprobs, mask, cfg.kl_coef)
-            advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
-            if cfg.whiten_advantages:
-                advantages = whiten(advantages, mask)
-        time_scoring = _clock(self.device) - start
+        finished = has_eot(response, mask, self.eot_id)
+        scores_with_penalty = penalise_missing_eot(score, finished, cfg.missing_eot_penalty)
+        rewards = rewards_with_kl(scores_with_penalty, logprobs, ref_logprobs, mask, cfg.kl_coef)
+        advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = whiten(advantages, mask)
+        time_scoring = _clock(self.device) - start + time_reward_model
+        return {"prompt": prompt, "prompt_mask": prompt_mask, "response": response, "response_mask": mask,
+                "finished": finished, "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
+                "score": score, "scores_with_penalty": scores_with_penalty, "rewards": rewards,
+                "advantages": advantages, "returns": returns, "time/generation": time_generation,
+                "time/scoring": time_scoring, "time/reward_model": time_reward_model}
+
+    def step(self, prompt: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[dict, dict]:
+        """One PPO iteration on left-padded prompts (B, T): a rollout, then step 5. Returns (metrics, rollout).
+
+        metrics (floats): objective/kl (mean over responses of the summed per-token KL, the quantity the
+        penalty charges), objective/proxy_reward (mean reward-model score), objective/scores_with_penalty,
+        objective/non_eot_frac, objective/response_length, policy/entropy, policy/clipfrac, policy/approx_kl,
+        losses/policy_loss, losses/value_loss, val/clipfrac, val/explained_variance (update stats: means over
+        minibatches), time/generation, time/scoring, time/reward_model, time/update (seconds).
+        rollout: what `rollout` returns; its response holds the ids a caller decodes for the control reward.
+        """
+        cfg = self.cfg
+        ro = self.rollout(prompt, prompt_mask)
+        mask, logprobs, values, advantages, returns = (ro[k] for k in ("response_mask", "logprobs", "values", "advantages", "returns"))
 
         start = _clock(self.device)
         stats = []
@@ -316,9 +298,10 @@ class PPOTrainer:
         for _ in range(cfg.epochs):
             order = torch.randperm(B, generator=self.shuffle_generator).to(self.device)
             for i in order.split(cfg.minibatch_size):
-                mb = prompt[i], prompt_mask[i], response[i], mask[i]
-                new_logprobs = sequence_logprobs(self.policy, *mb, cfg.temperature)
-                new_values = self.value_model(*mb)
+                mb = ro["prompt"][i], ro["prompt_mask"][i], ro["response"][i], mask[i]
+                with self.autocast:
+                    new_logprobs = sequence_logprobs(self.policy, *mb, cfg.temperature)
+                    new_values = self.value_model(*mb)
                 policy_loss, value_loss, mb_stats = ppo_losses(
                     new_logprobs, logprobs[i], advantages[i], new_values, values[i], returns[i], mask[i],
                     cfg.cliprange, cfg.cliprange_value)
@@ -332,20 +315,16 @@ class PPOTrainer:
         self.iteration += 1
 
         metrics = {
-            "objective/kl": (per_token_kl(logprobs, ref_logprobs) * mask).sum(dim=1).mean(),
-            "objective/proxy_reward": score.mean(),
-            "objective/scores_with_penalty": scores_with_penalty.mean(),
-            "objective/non_eot_frac": (~finished).float().mean(),
+            "objective/kl": (per_token_kl(logprobs, ro["ref_logprobs"]) * mask).sum(dim=1).mean(),
+            "objective/proxy_reward": ro["score"].mean(),
+            "objective/scores_with_penalty": ro["scores_with_penalty"].mean(),
+            "objective/non_eot_frac": (~ro["finished"]).float().mean(),
             "objective/response_length": mask.sum(dim=1).float().mean(),
             **{k: torch.stack([s[k] for s in stats]).mean() for k in stats[0]},
         }
         metrics = {k: v.item() for k, v in metrics.items()}  # one host sync per metric, once per iteration
-        metrics.update({"time/generation": time_generation, "time/scoring": time_scoring, "time/update": time_update})
-        rollout = {"prompt": prompt, "prompt_mask": prompt_mask, "response": response, "response_mask": mask,
-                   "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values, "score": score,
-                   "scores_with_penalty": scores_with_penalty, "rewards": rewards, "advantages": advantages,
-                   "returns": returns}
-        return metrics, rollout
+        metrics.update({k: ro[k] for k in ("time/generation", "time/scoring", "time/reward_model")}, **{"time/update": time_update})
+        return metrics, ro
 
     def state_dict(self) -> dict:
         """What a resumed run needs besides the frozen reference and reward model (rebuilt by the caller)."""
