@@ -1,15 +1,24 @@
-"""How policies are judged: Best-of-N against the control reward (the paper's Fig. 6-7) and win rates
+"""How policies are judged: the control reward, Best-of-N against it (the paper's Fig. 6) and win rates
 judged by the oracle (Fig. 9).
 
-Everything here is a small pure function of rewards already computed (reward.score_summaries scores
-summaries with any reward source); sampling summaries is the caller's job.
+`bon_kl`, `best_of_n` and `win_rate` are small pure functions of rewards already computed; the rest
+samples summaries and scores them (reward.score_summaries scores with any reward source).
 """
 
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from warm_mini import checkpoint, lm, reward, world
+
+
+def control_scores(enc, docs, summaries: list[list[int]]) -> list[float]:
+    """The control reward: the oracle's score of each summary (token ids) on its document."""
+    return [world.score(d, enc.decode(s)) for d, s in zip(docs, summaries)]
 
 
 def bon_kl(n: int) -> float:
@@ -48,3 +57,65 @@ def win_rate(scores_a, scores_b, n_boot: int = 1000, seed: int = 0) -> tuple[flo
     boot = wins[rng.integers(0, len(wins), size=(n_boot, len(wins)))].mean(axis=1)
     low, high = np.percentile(boot, [2.5, 97.5])
     return float(wins.mean()), float(low), float(high)
+
+
+def bon_ns(n_max: int) -> list[int]:
+    """1, 2, 4, ... up to n_max."""
+    return [2**i for i in range(int(math.log2(n_max)) + 1)]
+
+
+def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[list[dict], dict]:
+    """Fig. 6: N samples per document from the SFT policy, the one a proxy prefers kept, judged by the oracle.
+
+    Proxies: every single RM, ENS and WARM of the top M (by validation accuracy) for each M in `ms` whose
+    warm/warm_M.pt merge.py wrote, and the oracle itself (the upper bound). Returns rows (proxy, n, kl_bon,
+    control) and the seconds each proxy took to score the samples (ENS: the sum of its members').
+    """
+    n_max = cfg.rlhf.bon_n
+    policy = lm.load_model(Path(run_dir) / "sft" / "model.pt", cfg.device)
+    repeated = [d for d in docs for _ in range(n_max)]  # document i's samples are rows i*n_max .. (i+1)*n_max - 1
+    samples = lm.sample_summaries(policy, enc, repeated, cfg.rlhf.bon_temperature, seed=cfg.seed, device=cfg.device)
+    as_table = lambda xs: torch.as_tensor(xs, dtype=torch.float32).view(len(docs), n_max)
+    control = as_table(control_scores(enc, repeated, samples))
+
+    def timed_scores(model):
+        start = time.perf_counter()
+        scores = as_table(reward.score_summaries(model, enc, repeated, samples, device=cfg.device))
+        return scores, time.perf_counter() - start
+
+    proxies, seconds = {}, {}
+    ranked = reward.ranked_reward_models(run_dir)
+    for path in tqdm(ranked, desc="best-of-n: scoring", leave=False):
+        name = f"RM {path.stem.split('_')[1]}"
+        proxies[name], seconds[name] = timed_scores(reward.rm_from_checkpoint(checkpoint.load(path), cfg.device))
+    singles = list(proxies)
+    for m in ms:
+        warm_path = Path(run_dir) / "warm" / f"warm_{m}.pt"
+        if not warm_path.exists():
+            continue
+        proxies[f"ENS M={m}"] = torch.stack([proxies[n] for n in singles[:m]]).mean(0)  # what Ensemble computes
+        seconds[f"ENS M={m}"] = sum(seconds[n] for n in singles[:m])
+        proxies[f"WARM M={m}"], seconds[f"WARM M={m}"] = timed_scores(reward.rm_from_checkpoint(checkpoint.load(warm_path), cfg.device))
+    proxies["oracle"] = control
+    rows = [{"proxy": name, "n": n, "kl_bon": bon_kl(n), "control": c}
+            for name, scores in proxies.items() for n, c in best_of_n(scores, control, bon_ns(n_max)).items()]
+    return rows, seconds
+
+
+def judge_policies(paths: dict[str, Path], enc, docs, temperature: float, seed: int, device: str) -> dict[str, list[float]]:
+    """Control reward of each policy checkpoint's summary of every document (one sample each, every policy
+    sampled with the same seed); a checkpoint named twice (a run whose best is its last) is sampled once."""
+    by_path = {}
+    for path in tqdm(list(dict.fromkeys(paths.values())), desc="judging policies", leave=False):
+        summaries = lm.sample_summaries(lm.load_model(path, device), enc, docs, temperature, seed=seed, device=device)
+        by_path[path] = control_scores(enc, docs, summaries)
+    return {name: by_path[path] for name, path in paths.items()}
+
+
+def win_rate_rows(control: dict[str, list[float]], matchups: list[tuple[str, str]], seed: int = 0) -> list[dict]:
+    """Oracle-judged win rate of a over b, with its 95% bootstrap interval, for each matchup (a, b)."""
+    rows = []
+    for a, b in matchups:
+        rate, low, high = win_rate(control[a], control[b], seed=seed)
+        rows.append({"a": a, "b": b, "win_rate": rate, "low": low, "high": high, "docs": len(control[a])})
+    return rows

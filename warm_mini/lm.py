@@ -98,9 +98,9 @@ def _mean_loss(model, batch_fn, device: str, n_batches: int = 4) -> float:
 
 
 @torch.no_grad()
-def summarize(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], temperature: float,
-              batch_size: int = 64, seed: int = 0, device: str = "cpu") -> list[str]:
-    """One summary per document, decoded with its end marker when the model produced one."""
+def sample_summaries(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], temperature: float,
+                     batch_size: int = 64, seed: int = 0, device: str = "cpu") -> list[list[int]]:
+    """One summary per document as token ids, ending in end-of-text when the model produced it."""
     eot, _, pad = tok.special_ids(enc)
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
@@ -108,8 +108,14 @@ def summarize(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], te
         prompt, mask = data.left_pad([data.prompt_ids(enc, d) for d in docs[i : i + batch_size]], pad)
         tokens, _, keep = generate(model, prompt.to(device), mask.to(device), MAX_SUMMARY_TOKENS,
                                    temperature=temperature, eot_id=eot, pad_id=pad, generator=g)
-        out += [enc.decode(row[m].tolist()) for row, m in zip(tokens.cpu(), keep.cpu())]
+        out += [row[m].tolist() for row, m in zip(tokens.cpu(), keep.cpu())]
     return out
+
+
+def summarize(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], temperature: float,
+              batch_size: int = 64, seed: int = 0, device: str = "cpu") -> list[str]:
+    """One summary per document, decoded with its end marker when the model produced one."""
+    return [enc.decode(ids) for ids in sample_summaries(model, enc, docs, temperature, batch_size, seed, device)]
 
 
 def quality_report(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], seed: int, device: str = "cpu") -> dict:

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from warm_mini import averaging, checkpoint, data, lm
+from warm_mini import averaging, checkpoint, data, lm, prefs, world
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config, ModelConfig
 from warm_mini.model import GPT
@@ -255,13 +255,47 @@ def _with_head(model: RewardModel, head: dict) -> RewardModel:
     return model
 
 
-def load_reward_source(spec: str, run_dir: Path, device: str = "cpu") -> nn.Module:
-    """The reward a policy is trained against, by name: `rm:I` (reward model I), `ens:M` (ENS of the top M
-    by validation accuracy) or `warm:M` (their weight average, as merge.py wrote it). All three share the
-    reward interface, so the caller never needs to know which one it holds."""
+class OracleReward(nn.Module):
+    """The world's oracle behind the reward interface, for `--reward oracle`: PPO against the control reward
+    itself, the upper bound no learned RM can beat. Rewards are normalised like an RM's (mean 0, std 1 on
+    SFT samples: the oracle scores of the validation pairs), so one KL coefficient means the same for both."""
+
+    def __init__(self, enc, docs, sft_scores: torch.Tensor):
+        super().__init__()
+        self.enc = enc
+        self.sep = enc.encode_single_token(world.SEP)
+        self.doc_of_prompt = {tuple(data.prompt_ids(enc, d)): d for d in docs}
+        self.mean, self.std = sft_scores.mean().item(), sft_scores.std().clamp_min(1e-6).item()
+
+    def forward(self, idx, attention_mask=None):
+        out = []
+        for row, keep in zip(idx.tolist(), attention_mask.tolist()):
+            ids = [t for t, k in zip(row, keep) if k]
+            cut = ids.index(self.sep) + 1  # the prompt ends at the first separator
+            out.append(world.score(self.doc_of_prompt[tuple(ids[:cut])], self.enc.decode(ids[cut:])))
+        return (torch.tensor(out, device=idx.device) - self.mean) / self.std
+
+
+def ranked_reward_models(run_dir: Path) -> list[Path]:
+    """The finished reward models, best validation accuracy first."""
+    return sorted(Path(run_dir).glob("rm/rm_*.pt"), key=lambda p: -checkpoint.load(p)["val_accuracy"])
+
+
+def load_reward_source(spec: str, run_dir: Path, device: str = "cpu", enc=None, docs=None) -> nn.Module:
+    """The reward a policy is trained against, by name: `rm:I` (reward model I), `rm:best` (the best by
+    validation accuracy), `ens:M` (ENS of the top M), `warm:M` (their weight average, as merge.py wrote
+    it) or `oracle` (the control reward itself; needs the tokenizer `enc` and the prompts' documents
+    `docs`). All share the reward interface, so the caller never needs to know which one it holds."""
     kind, _, arg = spec.partition(":")
-    if kind not in ("rm", "ens", "warm") or not arg.isdigit():
-        raise ValueError(f"unknown reward source {spec!r}: use rm:I, ens:M or warm:M")
+    if spec == "oracle":
+        if enc is None or docs is None:
+            raise ValueError("the oracle reward needs the tokenizer and the documents it scores")
+        val = prefs.Pairs(**checkpoint.load(Path(run_dir) / "prefs" / "val.pt"))
+        return OracleReward(enc, docs, torch.cat([val.score_a, val.score_b]))
+    if kind not in ("rm", "ens", "warm") or not (arg.isdigit() or spec == "rm:best"):
+        raise ValueError(f"unknown reward source {spec!r}: use rm:I, rm:best, ens:M, warm:M or oracle")
+    if spec == "rm:best":
+        return rm_from_checkpoint(checkpoint.load(ranked_reward_models(run_dir)[0]), device)
     if kind == "rm":
         return rm_from_checkpoint(checkpoint.load(rm_path(run_dir, int(arg))), device)
     if kind == "warm":
@@ -269,5 +303,8 @@ def load_reward_source(spec: str, run_dir: Path, device: str = "cpu") -> nn.Modu
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: run merge.py with --ms including {arg}")
         return rm_from_checkpoint(checkpoint.load(path), device)
-    ranked = sorted(Path(run_dir).glob("rm/rm_*.pt"), key=lambda p: -checkpoint.load(p)["val_accuracy"])
-    return averaging.Ensemble([rm_from_checkpoint(checkpoint.load(p), device) for p in ranked[: int(arg)]]).eval()
+    ranked = ranked_reward_models(run_dir)
+    if not 1 <= int(arg) <= len(ranked):
+        raise ValueError(f"ens:{arg} needs {arg} reward models; {run_dir} has {len(ranked)}")
+    members = ranked[: int(arg)]
+    return averaging.Ensemble([rm_from_checkpoint(checkpoint.load(p), device) for p in members]).eval()

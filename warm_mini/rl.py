@@ -1,0 +1,154 @@
+"""The RL stage: PPO of the SFT policy against one reward source, watched by the control reward.
+
+A run trains against one reward source (rm:I, ens:M, warm:M or oracle) at one KL coefficient. It never
+trains on the oracle (unless the oracle is the source): the oracle only scores its rollouts for the logs,
+as objective/control_reward. Every `rlhf.eval_every` iterations the policy also summarises held-out
+validation documents; their control reward, proxy reward and KL are logged and the policy is kept as a
+snapshot, so that win rates can be judged at any step, and at the snapshot with the best control reward.
+
+Files of one run, in run_dir/rlhf/<source>_kl<coef>_<hash>/, the hash naming the run's settings (the
+ppo section, the evaluation and the seed), so changed settings start a new run beside the old one:
+    state.pt             the latest resumable state (policy, value model, optimizer, generators)
+    policy_XXXXXX.pt     the policy at each evaluation (policy_000000.pt is the SFT policy)
+    train.jsonl          one line per iteration: PPOTrainer.step's metrics and objective/control_reward
+    eval.jsonl           one line per evaluation: eval/control_reward, eval/proxy_reward, eval/kl
+    done                 present once the run has finished
+"""
+
+import copy
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from warm_mini import checkpoint, data, evaluate, lm, reward
+from warm_mini import tokenizer as tok
+from warm_mini.config import Config
+from warm_mini.ppo import PPOTrainer, ValueModel, per_token_kl
+
+
+def sources(cfg: Config, run_dir: Path) -> list[str]:
+    """The reward sources rlhf.rewards names, with rm:best resolved to the RM it is (default: the best single
+    RM, ENS and WARM of all M)."""
+    specs = [s.strip() for s in cfg.rlhf.rewards.split(",") if s.strip()]
+    specs = specs or ["rm:best", f"ens:{cfg.rm.n_models}", f"warm:{cfg.rm.n_models}"]
+    best = reward.ranked_reward_models(run_dir)[0].stem.split("_")[1]
+    return [f"rm:{best}" if s == "rm:best" else s for s in specs]
+
+
+def kl_coefs(cfg: Config) -> list[float]:
+    return [float(x) for x in cfg.rlhf.kl_coefs.split(",") if x.strip()] or [cfg.ppo.kl_coef]
+
+
+def label(source: str) -> str:
+    """A reward source's name in tables and plots: RM 3, ENS M=6, WARM M=6, oracle."""
+    kind, _, arg = source.partition(":")
+    return {"rm": f"RM {arg}", "ens": f"ENS M={arg}", "warm": f"WARM M={arg}"}.get(kind, source)
+
+
+def ppo_dir(run_dir: Path, cfg: Config, source: str, kl_coef: float) -> Path:
+    settings = {"ppo": dataclasses.asdict(dataclasses.replace(cfg.ppo, kl_coef=kl_coef)), "seed": cfg.seed,
+                "eval_every": cfg.rlhf.eval_every, "eval_docs": cfg.rlhf.eval_docs}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
+    return Path(run_dir) / "rlhf" / f"{source.replace(':', '')}_kl{kl_coef:g}_{digest}"
+
+
+def snapshot_path(out: Path, iteration: int) -> Path:
+    return out / f"policy_{iteration:06d}.pt"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()] if Path(path).exists() else []
+
+
+def _keep_until(path: Path, iteration: int) -> None:
+    """Drop log lines written after the checkpoint a resumed run restarts from (they will be written again)."""
+    kept = [r for r in read_jsonl(path) if r["iteration"] <= iteration]
+    checkpoint.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _prompts(enc, docs, device: str):
+    prompt, mask = data.left_pad([data.prompt_ids(enc, d) for d in docs], enc.encode_single_token(tok.PAD))
+    return prompt.to(device), mask.to(device)
+
+
+def _summaries(rollout: dict) -> list[list[int]]:
+    """A rollout's responses as token-id lists, padding dropped."""
+    return [r[m].tolist() for r, m in zip(rollout["response"].cpu(), rollout["response_mask"].cpu())]
+
+
+@torch.no_grad()
+def evaluate_policy(trainer: PPOTrainer, enc, docs, seed: int, batch_size: int = 64) -> dict:
+    """Control reward, proxy reward and KL to the reference of the policy's samples on held-out documents,
+    each document's sample drawn from a generator seeded alike at every evaluation."""
+    g = torch.Generator(device=trainer.device).manual_seed(seed)
+    control, proxy, kl = [], [], []
+    for i in range(0, len(docs), batch_size):
+        chunk = docs[i : i + batch_size]
+        ro = trainer.rollout(*_prompts(enc, chunk, trainer.device), generator=g)
+        control += evaluate.control_scores(enc, chunk, _summaries(ro))
+        proxy += ro["score"].tolist()
+        kl += (per_token_kl(ro["logprobs"], ro["ref_logprobs"]) * ro["response_mask"]).sum(dim=1).tolist()
+    mean = lambda xs: sum(xs) / len(xs)
+    return {"eval/control_reward": mean(control), "eval/proxy_reward": mean(proxy), "eval/kl": mean(kl)}
+
+
+def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits: data.Splits, enc) -> Path:
+    """PPO of the SFT policy against `source` at `kl_coef`, resuming if interrupted; returns the run's folder."""
+    out = ppo_dir(run_dir, cfg, source, kl_coef)
+    if (out / "done").exists():
+        tqdm.write(f"{out.name}: finished earlier")
+        return out
+    device = cfg.device
+    eot, _, pad = tok.special_ids(enc)
+    policy = lm.load_model(Path(run_dir) / "sft" / "model.pt", device)
+    torch.manual_seed(cfg.seed)
+    trainer = PPOTrainer(dataclasses.replace(cfg.ppo, kl_coef=kl_coef), policy, copy.deepcopy(policy),
+                         ValueModel.from_policy(policy),
+                         reward.load_reward_source(source, run_dir, device, enc, splits.train + splits.val),
+                         eot, pad, seed=cfg.seed)
+    eval_docs = splits.val[: cfg.rlhf.eval_docs]
+
+    def evaluate_and_save():
+        it = trainer.iteration
+        record = {"iteration": it, **evaluate_policy(trainer, enc, eval_docs, cfg.seed)}
+        checkpoint.append_jsonl(out / "eval.jsonl", record)
+        checkpoint.save({"model": policy.state_dict(), "model_config": dataclasses.asdict(policy.config), "iteration": it},
+                        snapshot_path(out, it))
+        checkpoint.save(trainer.state_dict(), out / "state.pt")  # last: a kill before it repeats this evaluation
+        return record
+
+    if (out / "state.pt").exists():
+        trainer.load_state_dict(checkpoint.load(out / "state.pt", map_location=device))
+        for log in ("train.jsonl", "eval.jsonl"):
+            _keep_until(out / log, trainer.iteration)
+        tqdm.write(f"{out.name}: resuming at iteration {trainer.iteration}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        evaluate_and_save()  # iteration 0: the SFT policy
+
+    bar = tqdm(total=cfg.ppo.iterations, initial=trainer.iteration, desc=f"ppo {label(source)} kl {kl_coef:g}", dynamic_ncols=True)
+    while trainer.iteration < cfg.ppo.iterations:
+        # the prompts of iteration i depend on the seed and i alone, so a resumed run sees the same ones
+        rows = data.shuffled_rows(len(splits.train), cfg.seed, trainer.iteration, 0, 0, 1, cfg.ppo.batch_size, 1)
+        docs = [splits.train[i] for i in rows]
+        metrics, ro = trainer.step(*_prompts(enc, docs, device))
+        control = evaluate.control_scores(enc, docs, _summaries(ro))
+        metrics["objective/control_reward"] = sum(control) / len(control)
+        checkpoint.append_jsonl(out / "train.jsonl", {"iteration": trainer.iteration, **metrics})
+        bar.update(1)
+        bar.set_postfix(kl=f"{metrics['objective/kl']:.2f}", proxy=f"{metrics['objective/proxy_reward']:.2f}",
+                        control=f"{metrics['objective/control_reward']:.2f}")
+        if trainer.iteration % cfg.rlhf.eval_every == 0 or trainer.iteration == cfg.ppo.iterations:
+            evaluate_and_save()
+    bar.close()
+    checkpoint.atomic_write_text(out / "done", "")
+    return out
+
+
+def best_iteration(out: Path) -> int:
+    """The evaluation with the highest control reward on validation documents (the SFT policy counts too)."""
+    return max(read_jsonl(out / "eval.jsonl"), key=lambda r: r["eval/control_reward"])["iteration"]
