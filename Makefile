@@ -11,6 +11,7 @@ install:
 demo: install  ## the pipeline at the default preset (gpu with CUDA, else cpu)
 	$(PYTHON) train_rm.py $(ARGS)
 	$(PYTHON) merge.py $(ARGS)
+	$(PYTHON) rlhf.py $(ARGS)
 
 test: install  ## the unit tests (slow ones are marked and left out)
 	$(PYTHON) -m pytest -q

@@ -8,7 +8,7 @@ corrupted and clean training labels), and linear mode connectivity (Fig. 3).
 
 import json
 
-from warm_mini import averaging, checkpoint, config, data, prefs, rm_eval, tokenizer, world
+from warm_mini import averaging, checkpoint, config, data, prefs, report, rm_eval, tokenizer, world
 from warm_mini.reward import normalise, pair_accuracy, rm_from_checkpoint, score_pairs
 
 
@@ -39,9 +39,9 @@ def main(argv=None):
 
     warm_dir = run_dir / "warm"
     rows = rm_eval.accuracy_table(rm_paths, ranked, ms, scorer, warm_dir)
-    rm_eval.write_csv(rows, warm_dir / "accuracy.csv")
+    report.write_csv(rows, warm_dir / "accuracy.csv")
     print("\npairwise accuracy (Fig. 4); ENS and WARM average the top-M RMs by validation accuracy:")
-    print(rm_eval.markdown_table(rows))
+    print(report.markdown_table(rows))
     ceiling = {s: world_ceiling(cfg, pairs[s]) for s in ("val", "test", "ood")}
     print("labeler's own agreement with the noise-free oracle (the ceiling): "
           + ", ".join(f"{s} {v:.3f}" for s, v in ceiling.items()))
@@ -59,7 +59,7 @@ def main(argv=None):
     if not args.no_lmc:
         lams = [i / 10 for i in range(11)]
         lmc = rm_eval.lmc_curves(rm_paths, run_dir, scorer, lams)
-        rm_eval.write_csv(lmc, warm_dir / "lmc.csv")
+        report.write_csv(lmc, warm_dir / "lmc.csv")
         if rm_eval.plot_lmc(lmc, run_dir / "figures" / "lmc.png"):
             print(f"\nLMC plot: {run_dir / 'figures' / 'lmc.png'}")
         print("\nlinear mode connectivity (Fig. 3), validation accuracy at λ = 0, 0.5, 1:")

@@ -1,18 +1,76 @@
-"""Stage 3 of warm-mini: Best-of-N and PPO against a single RM, ENS and WARM, win rates, report.md.
+"""Stage 3 of warm-mini: PPO against a single RM, ENS and WARM; Best-of-N; win rates; report.md.
 
-Not built yet: this command line is the contract later stages fill in.
+For each reward source (--reward, default: the best single RM, ENS and WARM of all M reward models) and
+each KL coefficient (--rlhf.kl_coefs), PPO fine-tunes the SFT policy (warm_mini/rl.py) and logs the
+control reward (the oracle) it never trains on. Then Best-of-N on SFT samples with every proxy (Fig. 6),
+win rates judged by the oracle at equal steps and at each run's best checkpoint (Fig. 9), and report.md
+with every table and figure. Finished PPO runs are skipped; an interrupted one resumes.
 """
 
-import sys
+from warm_mini import checkpoint, config, data, evaluate, report, reward, rl, tokenizer
 
-from warm_mini import config
+# the order runs are compared in: WARM against everything after it, and so on
+KIND_ORDER = ("warm", "ens", "oracle", "rm")
 
 
 def main(argv=None):
     parser = config.build_parser(__doc__)
+    parser.add_argument("--reward", default=None,
+                        help="reward sources, comma separated: rm:I, rm:best, ens:M, warm:M, oracle (sets --rlhf.rewards)")
+    parser.add_argument("--no-bon", action="store_true", help="skip Best-of-N")
     args = parser.parse_args(argv)
     cfg, run_dir = config.resolve(args)
-    sys.exit(f"{__file__}: this stage is not implemented yet (run directory would be {run_dir}); see README.md")
+    if args.reward is not None:
+        cfg.rlhf.rewards = args.reward
+    if not (run_dir / "sft" / "model.pt").exists() or len(reward.ranked_reward_models(run_dir)) < cfg.rm.n_models:
+        raise SystemExit(f"error: no finished reward models in {run_dir}; run train_rm.py and merge.py with the same --preset/--run-dir first")
+    checkpoint.record_config(run_dir, cfg)
+    splits = data.load_world(cfg)
+    enc = tokenizer.load(data.tokenizer_path(run_dir))
+
+    sources = rl.sources(cfg, run_dir)
+    for source in sources:  # fail now, not after an hour of PPO, on a source that cannot be loaded
+        try:
+            reward.load_reward_source(source, run_dir, "cpu", enc, splits.train[:1])
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"error: {e}")
+    sources.sort(key=lambda s: KIND_ORDER.index(s.partition(":")[0]))
+    kl_coefs = rl.kl_coefs(cfg)
+    print(f"run directory: {run_dir}; PPO against {', '.join(sources)} at KL coefficient(s) {', '.join(f'{k:g}' for k in kl_coefs)}")
+
+    runs = {}
+    for kl_coef in kl_coefs:
+        for source in sources:
+            out = rl.train_policy(run_dir, cfg, source, kl_coef, splits, enc)
+            name = rl.label(source) + (f" β={kl_coef:g}" if len(kl_coefs) > 1 else "")
+            runs[name] = {"train": rl.read_jsonl(out / "train.jsonl"), "eval": rl.read_jsonl(out / "eval.jsonl"),
+                          "kl_coef": kl_coef, "dir": out}
+
+    bon_rows, bon_seconds = [], {}
+    if not args.no_bon:
+        ms = sorted({int(s.split(":")[1]) for s in sources if s.startswith(("ens:", "warm:"))})
+        bon_rows, bon_seconds = evaluate.best_of_n_experiment(run_dir, cfg, splits.test[: cfg.rlhf.bon_docs], enc, ms)
+
+    # Win rates on test documents: every run against SFT, and each pair of runs at one KL coefficient.
+    policies = {"SFT": run_dir / "sft" / "model.pt"}
+    for name, r in runs.items():
+        policies[f"{name} final"] = rl.snapshot_path(r["dir"], cfg.ppo.iterations)
+        policies[f"{name} best"] = rl.snapshot_path(r["dir"], rl.best_iteration(r["dir"]))
+    control = evaluate.judge_policies(policies, enc, splits.test[: cfg.rlhf.test_docs], cfg.ppo.temperature, cfg.seed, cfg.device)
+    names = list(runs)
+    matchups = [(f"{a} {when}", b if b == "SFT" else f"{b} {when}")
+                for when in ("final", "best")
+                for i, a in enumerate(names)
+                for b in ["SFT"] + [b for b in names[i + 1 :] if runs[b]["kl_coef"] == runs[a]["kl_coef"]]]
+    win_rows = evaluate.win_rate_rows(control, matchups, seed=cfg.seed)
+
+    path = report.write_report(run_dir, cfg, runs, bon_rows, bon_seconds, win_rows)
+    for name, r in runs.items():
+        print(f"{name}: {report.hacking_verdict(report.run_summary(name, r['train'], r['eval'], max(1, cfg.rlhf.eval_every)))}")
+    print("win rates (oracle-judged, 95% bootstrap interval):")
+    for w in win_rows:
+        print(f"  {w['a']:>24s} vs {w['b']:<24s} {w['win_rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}]")
+    print(f"\nreport: {path}")
 
 
 if __name__ == "__main__":

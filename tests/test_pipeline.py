@@ -1,8 +1,10 @@
-"""The tiny preset end to end, as a user runs it: train_rm.py, then merge.py; checks what they leave."""
+"""The tiny preset end to end, as a user runs it: train_rm.py, merge.py, rlhf.py; checks what they leave,
+and that an interrupted PPO run resumes to the same policy."""
 
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from warm_mini import checkpoint, reward
+from warm_mini import checkpoint, config, data, evaluate, reward, rl, tokenizer, world
+from warm_mini.ppo import PPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,9 +25,15 @@ def run(script: str, run_dir: Path, *extra: str) -> str:
     return out.stdout
 
 
-def test_tiny_pipeline_leaves_every_artifact(tmp_path):
-    run_dir = tmp_path / "tiny"
-    out = run("train_rm.py", run_dir)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny run directory after train_rm.py and merge.py, with their outputs."""
+    run_dir = tmp_path_factory.mktemp("pipeline") / "tiny"
+    return run_dir, run("train_rm.py", run_dir), run("merge.py", run_dir, "--soup")
+
+
+def test_train_rm_and_merge_leave_every_artifact(tiny_run):
+    run_dir, out, merge_out = tiny_run
     assert "reward models in" in out
     for path in ["config.json", "tokenizer.tiktoken", "pretrain/model.pt", "sft/model.pt", "rm/probe.pt",
                  *[f"prefs/{s}.pt" for s in ("train", "val", "test", "ood")], *[f"rm/rm_{i}.pt" for i in range(4)]]:
@@ -33,8 +42,7 @@ def test_tiny_pipeline_leaves_every_artifact(tmp_path):
     for line in (run_dir / "metrics" / "sft.jsonl").read_text().splitlines():
         assert math.isfinite(json.loads(line)["loss"])
 
-    out = run("merge.py", run_dir, "--soup")
-    assert "pairwise accuracy" in out and "greedy soup keeps" in out
+    assert "pairwise accuracy" in merge_out and "greedy soup keeps" in merge_out
     rows = list(csv.DictReader(open(run_dir / "warm" / "accuracy.csv")))
     assert [r["model"] for r in rows][-2:] == ["ENS M=4", "WARM M=4"]
     for r in rows:
@@ -64,3 +72,96 @@ def test_tiny_pipeline_leaves_every_artifact(tmp_path):
 
     # Everything finished is skipped on a second run.
     assert "finished earlier" in run("train_rm.py", run_dir)
+
+
+LOGGED = ["objective/kl", "objective/proxy_reward", "objective/control_reward", "policy/entropy", "policy/clipfrac",
+          "policy/approx_kl", "losses/policy_loss", "losses/value_loss", "val/explained_variance",
+          "time/generation", "time/scoring", "time/reward_model", "time/update"]
+
+
+def test_rlhf_writes_the_report(tiny_run):
+    run_dir = tiny_run[0]
+    out = run("rlhf.py", run_dir)
+    assert "report:" in out
+    cfg = config.preset("tiny")
+    report_text = (run_dir / "report.md").read_text()
+    for heading in ("Best-of-N", "PPO against each reward source", "Win rates", "Pairwise accuracy"):
+        assert heading in report_text
+
+    runs = sorted((run_dir / "rlhf").glob("*_kl*"))
+    assert [r.name.split("_")[0] for r in runs] == ["ens4", f"rm{reward.ranked_reward_models(run_dir)[0].stem[3:]}", "warm4"]
+    for r in runs:
+        lines = [json.loads(line) for line in (r / "train.jsonl").read_text().splitlines()]
+        assert [x["iteration"] for x in lines] == list(range(1, cfg.ppo.iterations + 1))
+        for x in lines:
+            for key in LOGGED:
+                assert math.isfinite(x[key]), (r.name, key)
+            assert -1.0 <= x["objective/control_reward"] <= 1.0
+            assert 0.0 <= x["policy/clipfrac"] <= 1.0 and x["time/reward_model"] <= x["time/scoring"]
+        evals = [json.loads(line)["iteration"] for line in (r / "eval.jsonl").read_text().splitlines()]
+        assert evals == [0, 3, 6]
+        assert all((r / f"policy_{i:06d}.pt").exists() for i in evals)
+
+    bon = list(csv.DictReader(open(run_dir / "rlhf" / "bon.csv")))
+    assert {r["proxy"] for r in bon} >= {"RM 0", "ENS M=4", "WARM M=4", "oracle"}
+    for r in bon:
+        assert float(r["kl_bon"]) == pytest.approx(math.log(int(r["n"])) - (int(r["n"]) - 1) / int(r["n"]))
+        assert -1.0 <= float(r["control"]) <= 1.0
+    oracle = {int(r["n"]): float(r["control"]) for r in bon if r["proxy"] == "oracle"}
+    assert list(oracle.values()) == sorted(oracle.values())  # the best of more samples is never worse
+    for r in bon:  # no proxy picks better than the oracle picking by the control reward itself
+        assert float(r["control"]) <= oracle[int(r["n"])] + 1e-6
+
+    wins = list(csv.DictReader(open(run_dir / "rlhf" / "win_rates.csv")))
+    assert {(w["a"], w["b"]) for w in wins} >= {("WARM M=4 final", "ENS M=4 final"), ("WARM M=4 best", "SFT")}
+    for w in wins:
+        assert 0.0 <= float(w["low"]) <= float(w["win_rate"]) <= float(w["high"]) <= 1.0
+
+    assert "finished earlier" in run("rlhf.py", run_dir, "--no-bon")
+
+
+def test_an_interrupted_ppo_run_resumes_to_the_same_policy(tiny_run, monkeypatch):
+    run_dir = tiny_run[0]
+    cfg = config.preset("tiny")
+    cfg.ppo.iterations, cfg.rlhf.eval_every = 4, 2
+    splits = data.load_world(cfg)
+    enc = tokenizer.load(data.tokenizer_path(run_dir))
+    out = rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
+    expected = checkpoint.load(rl.snapshot_path(out, 4))["model"]
+    expected_log = rl.read_jsonl(out / "train.jsonl")
+    shutil.rmtree(out)
+
+    step, calls = PPOTrainer.step, []
+
+    def killed_at_the_fourth_step(self, *a):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return step(self, *a)
+
+    monkeypatch.setattr(PPOTrainer, "step", killed_at_the_fourth_step)
+    with pytest.raises(KeyboardInterrupt):
+        rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
+    assert len(rl.read_jsonl(out / "train.jsonl")) == 3  # iteration 3 was logged after the last checkpoint (2)
+    monkeypatch.setattr(PPOTrainer, "step", step)
+    assert rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc) == out
+    for k, v in checkpoint.load(rl.snapshot_path(out, 4))["model"].items():
+        assert torch.equal(v, expected[k]), k
+    got_log = rl.read_jsonl(out / "train.jsonl")
+    assert [r["iteration"] for r in got_log] == [1, 2, 3, 4]
+    for a, b in zip(got_log, expected_log):
+        assert {k: v for k, v in a.items() if not k.startswith("time/")} == {k: v for k, v in b.items() if not k.startswith("time/")}
+
+
+def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
+    run_dir = tiny_run[0]
+    cfg = config.preset("tiny")
+    splits = data.load_world(cfg)
+    enc = tokenizer.load(data.tokenizer_path(run_dir))
+    oracle = reward.load_reward_source("oracle", run_dir, enc=enc, docs=splits.train)
+    docs = splits.train[:5]
+    summaries = [tokenizer.encode_with_specials(enc, d.reference + world.EOT) for d in docs[:3]] + [[], enc.encode("the")]
+    got = reward.score_summaries(oracle, enc, docs, summaries)
+    control = torch.tensor(evaluate.control_scores(enc, docs, summaries))
+    assert control[:3].tolist() == [1.0, 1.0, 1.0] and (control[3:] < 1).all()
+    torch.testing.assert_close(got, (control - oracle.mean) / oracle.std)

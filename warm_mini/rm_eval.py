@@ -5,13 +5,13 @@ Every reward model is scored once per split; ENS of any subset is then the mean 
 rewards (exactly what averaging.Ensemble computes), so a table with many ENS rows costs nothing extra.
 """
 
-import csv
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from warm_mini import averaging, checkpoint, data, prefs
+from warm_mini.report import pyplot, save_figure
 from warm_mini.reward import LMC_PAIRS, normalise, pair_accuracy, rm_from_checkpoint, score_pairs
 
 # Accuracy columns: what the paper's Fig. 4 compares.
@@ -103,29 +103,10 @@ def lmc_curves(rm_paths: list[Path], run_dir: Path, scorer: Scorer, lams: list[f
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    return "\n".join(lines + ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows])
-
-
 def plot_lmc(rows: list[dict], path: Path) -> bool:
     """Fig. 3: accuracy along λ for WA and ENS, with the diagonal between the endpoints. False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     names = list(dict.fromkeys(r["pair"] for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), sharey=True, squeeze=False)
@@ -139,8 +120,6 @@ def plot_lmc(rows: list[dict], path: Path) -> bool:
         ax.set_xlabel("λ")
     axes[0][0].set_ylabel("validation accuracy")
     axes[0][0].legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return True
