@@ -43,7 +43,7 @@ def main(argv=None):
         for source in sources:
             out = rl.train_policy(run_dir, cfg, source, kl_coef, splits, enc)
             name = rl.label(source) + (f" β={kl_coef:g}" if len(kl_coefs) > 1 else "")
-            runs[name] = {"train": rl.read_jsonl(out / "train.jsonl"), "eval": rl.read_jsonl(out / "eval.jsonl"),
+            runs[name] = {"train": checkpoint.read_jsonl(out / "train.jsonl"), "eval": checkpoint.read_jsonl(out / "eval.jsonl"),
                           "kl_coef": kl_coef, "dir": out}
 
     bon_rows, bon_seconds = [], {}

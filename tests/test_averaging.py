@@ -270,3 +270,10 @@ def test_ensemble_of_reward_models_is_the_mean_of_their_rewards():
     models = [TinyRM(seed).eval() for seed in (0, 1, 2)]
     with torch.no_grad():
         torch.testing.assert_close(Ensemble(models)(IDX), sum(m(IDX) for m in models) / 3)
+
+
+def test_ensemble_normaliser_is_applied_after_the_mean_and_the_penalty():
+    ens = Ensemble([Fixed([1.0, 2.0, 3.0]), Fixed([3.0, 2.0, 1.0])], k=0.5)
+    ens.reward_mean.fill_(1.0)
+    ens.reward_std.fill_(0.5)
+    assert torch.equal(ens(IDX), torch.tensor([1.0, 2.0, 1.0]))  # ([1.5, 2, 1.5] - 1) / 0.5

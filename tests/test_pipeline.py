@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from warm_mini import checkpoint, config, data, evaluate, reward, rl, tokenizer, world
+from warm_mini import checkpoint, config, data, evaluate, prefs, reward, rl, tokenizer, world
 from warm_mini.ppo import PPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,10 +65,20 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
     ens = reward.load_reward_source("ens:2", run_dir)
     single = [reward.load_reward_source(f"rm:{i}", run_dir) for i in ranked[:2]]
     with torch.no_grad():
-        torch.testing.assert_close(ens(idx, mask), (single[0](idx, mask) + single[1](idx, mask)) / 2)
+        torch.testing.assert_close(ens(idx, mask), ((single[0](idx, mask) + single[1](idx, mask)) / 2 - ens.reward_mean) / ens.reward_std)
         assert warm_model(idx, mask).shape == (3,)
     with pytest.raises(ValueError, match="unknown reward source"):
         reward.load_reward_source("oracle:1", run_dir)
+
+    # Every source is normalised alike on the SFT samples of the validation pairs: ENS too, whose plain
+    # mean has a smaller spread than its members'.
+    cfg = config.preset("tiny")
+    splits, enc = data.load_world(cfg), tokenizer.load(data.tokenizer_path(run_dir))
+    val = prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt"))
+    for source in (ens, warm_model, single[0]):
+        r = torch.cat(reward.score_pairs(source, enc, splits.val, val))
+        assert r.mean().item() == pytest.approx(0.0, abs=1e-4) and r.std().item() == pytest.approx(1.0, abs=1e-4)
+    assert ens.reward_std.item() < 1.0
 
     # Everything finished is skipped on a second run.
     assert "finished earlier" in run("train_rm.py", run_dir)
@@ -128,7 +138,7 @@ def test_an_interrupted_ppo_run_resumes_to_the_same_policy(tiny_run, monkeypatch
     enc = tokenizer.load(data.tokenizer_path(run_dir))
     out = rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
     expected = checkpoint.load(rl.snapshot_path(out, 4))["model"]
-    expected_log = rl.read_jsonl(out / "train.jsonl")
+    expected_log = checkpoint.read_jsonl(out / "train.jsonl")
     shutil.rmtree(out)
 
     step, calls = PPOTrainer.step, []
@@ -142,12 +152,12 @@ def test_an_interrupted_ppo_run_resumes_to_the_same_policy(tiny_run, monkeypatch
     monkeypatch.setattr(PPOTrainer, "step", killed_at_the_fourth_step)
     with pytest.raises(KeyboardInterrupt):
         rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
-    assert len(rl.read_jsonl(out / "train.jsonl")) == 3  # iteration 3 was logged after the last checkpoint (2)
+    assert len(checkpoint.read_jsonl(out / "train.jsonl")) == 3  # iteration 3 was logged after the last checkpoint (2)
     monkeypatch.setattr(PPOTrainer, "step", step)
     assert rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc) == out
     for k, v in checkpoint.load(rl.snapshot_path(out, 4))["model"].items():
         assert torch.equal(v, expected[k]), k
-    got_log = rl.read_jsonl(out / "train.jsonl")
+    got_log = checkpoint.read_jsonl(out / "train.jsonl")
     assert [r["iteration"] for r in got_log] == [1, 2, 3, 4]
     for a, b in zip(got_log, expected_log):
         assert {k: v for k, v in a.items() if not k.startswith("time/")} == {k: v for k, v in b.items() if not k.startswith("time/")}

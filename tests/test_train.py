@@ -105,6 +105,11 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), f"{stage} weights differ after resumption"
     assert sorted(p.name for p in (killed / "sft").glob("step_*.pt")) == ["step_000004.pt", "step_000008.pt", "step_000012.pt"]
+    # the steps logged between the last checkpoint and the kill were dropped and logged again: once each
+    for stage in ("pretrain", "sft"):
+        assert [r["step"] for r in checkpoint.read_jsonl(killed / "metrics" / f"{stage}.jsonl")] == \
+            [r["step"] for r in checkpoint.read_jsonl(whole / "metrics" / f"{stage}.jsonl")]
+    assert losses(killed, "pretrain") == losses(whole, "pretrain")
 
 
 def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):

@@ -6,6 +6,7 @@
     soup, kept = greedy_soup(ranked_paths, evaluate)         # add a model only if `evaluate` of the average rises
     check_compatible(reference, other, name)                 # raises MergeError naming the first mismatch
     ens = Ensemble([rm_1, ..., rm_M], k=0.0)                 # ENS: mean of the M rewards (minus k·std if k > 0)
+    ens.reward_mean.fill_(m); ens.reward_std.fill_(s)        # optional normaliser, as a RewardModel has
 
 A checkpoint is a plain dict, as written by `checkpoint.save`: {"model": state_dict, "model_config": dict,
 "tokenizer": hash, ...simple values}. Every function takes checkpoint dicts or paths to them, and returns an
@@ -142,11 +143,16 @@ class Ensemble(nn.Module):
             raise ValueError(f"k must be non-negative (a penalty on disagreement), got {k}")
         self.members = nn.ModuleList(members)
         self.k = k
+        # Averaging M partly disagreeing rewards shrinks their spread (std < 1 on SFT samples even when each
+        # member's is 1); a normaliser restores the scale, so that a KL coefficient means the same for ENS.
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
 
     def forward(self, idx, attention_mask=None):
         rewards = torch.stack([m(idx, attention_mask) for m in self.members])  # (M, B)
         mean = rewards.mean(dim=0)
-        return mean - self.k * rewards.std(dim=0, correction=0) if self.k else mean
+        combined = mean - self.k * rewards.std(dim=0, correction=0) if self.k else mean
+        return (combined - self.reward_mean) / self.reward_std
 
 
 class _RunningSum:

@@ -98,3 +98,25 @@ def append_jsonl(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines log ([] if it does not exist); a last line cut short by a kill is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines[:-1]]
+    try:
+        records += [json.loads(line) for line in lines[-1:]]
+    except json.JSONDecodeError:
+        pass
+    return records
+
+
+def truncate_jsonl(path: Path, key: str, last: int) -> None:
+    """Keep the records whose `key` is at most `last`: a resumed run drops what it logged after its checkpoint,
+    and logs it again, so every step appears once."""
+    if Path(path).exists():
+        kept = [r for r in read_jsonl(path) if r[key] <= last]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -93,7 +93,8 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
         warm_path = Path(run_dir) / "warm" / f"warm_{m}.pt"
         if not warm_path.exists():
             continue
-        proxies[f"ENS M={m}"] = torch.stack([proxies[n] for n in singles[:m]]).mean(0)  # what Ensemble computes
+        # what Ensemble computes, less its normaliser: a positive affine map, which changes no pick
+        proxies[f"ENS M={m}"] = torch.stack([proxies[n] for n in singles[:m]]).mean(0)
         seconds[f"ENS M={m}"] = sum(seconds[n] for n in singles[:m])
         proxies[f"WARM M={m}"], seconds[f"WARM M={m}"] = timed_scores(reward.rm_from_checkpoint(checkpoint.load(warm_path), cfg.device))
     proxies["oracle"] = control

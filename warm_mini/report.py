@@ -117,7 +117,8 @@ def hacking_verdict(s: dict, margin: float = 0.05) -> str:
                 f"{s['peak at iteration']}) -> {s['control final']:+.3f}, while the proxy rose "
                 f"{s['proxy at peak']:+.3f} -> {s['proxy final']:+.3f}")
     if fell:
-        return f"control fell {s['control peak']:+.3f} -> {s['control final']:+.3f}, and so did the proxy's gain"
+        return (f"control fell {s['control peak']:+.3f} -> {s['control final']:+.3f} while the proxy did not rise "
+                f"({s['proxy at peak']:+.3f} -> {s['proxy final']:+.3f}): drift, not a clear hack")
     return f"no collapse within {s['iterations']} iterations: control {s['control start']:+.3f} -> {s['control final']:+.3f}"
 
 

@@ -281,30 +281,40 @@ def ranked_reward_models(run_dir: Path) -> list[Path]:
     return sorted(Path(run_dir).glob("rm/rm_*.pt"), key=lambda p: -checkpoint.load(p)["val_accuracy"])
 
 
+def reward_files(spec: str, run_dir: Path) -> list[Path]:
+    """The files a reward source is read from (their contents name the PPO runs trained against it)."""
+    run_dir = Path(run_dir)
+    kind, _, arg = spec.partition(":")
+    if spec == "oracle":
+        return [run_dir / "prefs" / "val.pt"]
+    if spec == "rm:best":
+        return ranked_reward_models(run_dir)[:1]
+    if kind == "rm" and arg.isdigit():
+        return [rm_path(run_dir, int(arg))]
+    if kind in ("ens", "warm") and arg.isdigit():
+        path = run_dir / "warm" / f"{kind}_{arg}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: run merge.py with --ms including {arg}")
+        return [path] + ([rm_path(run_dir, i) for i in checkpoint.load(path)["members"]] if kind == "ens" else [])
+    raise ValueError(f"unknown reward source {spec!r}: use rm:I, rm:best, ens:M, warm:M or oracle")
+
+
 def load_reward_source(spec: str, run_dir: Path, device: str = "cpu", enc=None, docs=None) -> nn.Module:
     """The reward a policy is trained against, by name: `rm:I` (reward model I), `rm:best` (the best by
-    validation accuracy), `ens:M` (ENS of the top M), `warm:M` (their weight average, as merge.py wrote
-    it) or `oracle` (the control reward itself; needs the tokenizer `enc` and the prompts' documents
-    `docs`). All share the reward interface, so the caller never needs to know which one it holds."""
-    kind, _, arg = spec.partition(":")
+    validation accuracy), `ens:M` and `warm:M` (ENS and WARM of the top M, as merge.py wrote them) or
+    `oracle` (the control reward itself; needs the tokenizer `enc` and the prompts' documents `docs`).
+    All share the reward interface and are normalised alike (mean 0, std 1 on SFT samples), so the caller
+    never needs to know which one it holds, and one KL coefficient means the same for each."""
+    files = reward_files(spec, run_dir)
     if spec == "oracle":
         if enc is None or docs is None:
             raise ValueError("the oracle reward needs the tokenizer and the documents it scores")
-        val = prefs.Pairs(**checkpoint.load(Path(run_dir) / "prefs" / "val.pt"))
+        val = prefs.Pairs(**checkpoint.load(files[0]))
         return OracleReward(enc, docs, torch.cat([val.score_a, val.score_b]))
-    if kind not in ("rm", "ens", "warm") or not (arg.isdigit() or spec == "rm:best"):
-        raise ValueError(f"unknown reward source {spec!r}: use rm:I, rm:best, ens:M, warm:M or oracle")
-    if spec == "rm:best":
-        return rm_from_checkpoint(checkpoint.load(ranked_reward_models(run_dir)[0]), device)
-    if kind == "rm":
-        return rm_from_checkpoint(checkpoint.load(rm_path(run_dir, int(arg))), device)
-    if kind == "warm":
-        path = Path(run_dir) / "warm" / f"warm_{arg}.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: run merge.py with --ms including {arg}")
-        return rm_from_checkpoint(checkpoint.load(path), device)
-    ranked = ranked_reward_models(run_dir)
-    if not 1 <= int(arg) <= len(ranked):
-        raise ValueError(f"ens:{arg} needs {arg} reward models; {run_dir} has {len(ranked)}")
-    members = ranked[: int(arg)]
-    return averaging.Ensemble([rm_from_checkpoint(checkpoint.load(p), device) for p in members]).eval()
+    if not spec.startswith("ens:"):
+        return rm_from_checkpoint(checkpoint.load(files[0]), device)
+    ens_file = checkpoint.load(files[0])
+    ens = averaging.Ensemble([rm_from_checkpoint(checkpoint.load(p), device) for p in files[1:]]).eval()
+    ens.reward_mean.fill_(ens_file["reward_mean"])
+    ens.reward_std.fill_(ens_file["reward_std"])
+    return ens.to(device)

@@ -7,7 +7,8 @@ validation documents; their control reward, proxy reward and KL are logged and t
 snapshot, so that win rates can be judged at any step, and at the snapshot with the best control reward.
 
 Files of one run, in run_dir/rlhf/<source>_kl<coef>_<hash>/, the hash naming the run's settings (the
-ppo section, the evaluation and the seed), so changed settings start a new run beside the old one:
+ppo section, the evaluation, the seed) and its reward model's files, so changed settings or retrained
+reward models start a new run beside the old one:
     state.pt             the latest resumable state (policy, value model, optimizer, generators)
     policy_XXXXXX.pt     the policy at each evaluation (policy_000000.pt is the SFT policy)
     train.jsonl          one line per iteration: PPOTrainer.step's metrics and objective/control_reward
@@ -50,24 +51,16 @@ def label(source: str) -> str:
 
 
 def ppo_dir(run_dir: Path, cfg: Config, source: str, kl_coef: float) -> Path:
+    """rlhf/<source>_kl<coef>_<hash of what shapes the run's results: its settings and its reward's files>."""
+    reward_hash = hashlib.sha256(b"".join(p.read_bytes() for p in reward.reward_files(source, run_dir))).hexdigest()
     settings = {"ppo": dataclasses.asdict(dataclasses.replace(cfg.ppo, kl_coef=kl_coef)), "seed": cfg.seed,
-                "eval_every": cfg.rlhf.eval_every, "eval_docs": cfg.rlhf.eval_docs}
+                "eval_every": cfg.rlhf.eval_every, "eval_docs": cfg.rlhf.eval_docs, "reward": reward_hash}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
     return Path(run_dir) / "rlhf" / f"{source.replace(':', '')}_kl{kl_coef:g}_{digest}"
 
 
 def snapshot_path(out: Path, iteration: int) -> Path:
     return out / f"policy_{iteration:06d}.pt"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()] if Path(path).exists() else []
-
-
-def _keep_until(path: Path, iteration: int) -> None:
-    """Drop log lines written after the checkpoint a resumed run restarts from (they will be written again)."""
-    kept = [r for r in read_jsonl(path) if r["iteration"] <= iteration]
-    checkpoint.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _prompts(enc, docs, device: str):
@@ -119,14 +112,14 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
         checkpoint.save({"model": policy.state_dict(), "model_config": dataclasses.asdict(policy.config), "iteration": it},
                         snapshot_path(out, it))
         checkpoint.save(trainer.state_dict(), out / "state.pt")  # last: a kill before it repeats this evaluation
-        return record
 
-    if (out / "state.pt").exists():
+    resumed = (out / "state.pt").exists()
+    if resumed:
         trainer.load_state_dict(checkpoint.load(out / "state.pt", map_location=device))
-        for log in ("train.jsonl", "eval.jsonl"):
-            _keep_until(out / log, trainer.iteration)
         tqdm.write(f"{out.name}: resuming at iteration {trainer.iteration}")
-    else:
+    for log in ("train.jsonl", "eval.jsonl"):  # what was logged after the checkpoint will be logged again
+        checkpoint.truncate_jsonl(out / log, "iteration", trainer.iteration if resumed else -1)
+    if not resumed:
         out.mkdir(parents=True, exist_ok=True)
         evaluate_and_save()  # iteration 0: the SFT policy
 
@@ -151,4 +144,4 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
 
 def best_iteration(out: Path) -> int:
     """The evaluation with the highest control reward on validation documents (the SFT policy counts too)."""
-    return max(read_jsonl(out / "eval.jsonl"), key=lambda r: r["eval/control_reward"])["iteration"]
+    return max(checkpoint.read_jsonl(out / "eval.jsonl"), key=lambda r: r["eval/control_reward"])["iteration"]

@@ -62,7 +62,8 @@ def ensemble_rewards(members: list[dict]) -> dict:
 
 
 def accuracy_table(rm_paths: list[Path], ranked: list[int], ms: list[int], scorer: Scorer, warm_dir: Path) -> list[dict]:
-    """Rows for every RM, then ENS and WARM of the top-M RMs (ranked by validation accuracy) for each M."""
+    """Rows for every RM, then ENS and WARM of the top-M RMs (ranked by validation accuracy) for each M; writes
+    warm/warm_M.pt (the merged RM) and warm/ens_M.pt (ENS's members and its normaliser) for each M."""
     per_rm = {}
     rows = []
     for i in tqdm(ranked, desc="scoring RMs", leave=False):
@@ -71,7 +72,11 @@ def accuracy_table(rm_paths: list[Path], ranked: list[int], ms: list[int], score
     rows.sort(key=lambda r: int(r["model"].split()[1]))
     for m in ms:
         top = ranked[:m]
-        rows.append({"model": f"ENS M={m}", **accuracy_row(ensemble_rewards([per_rm[i] for i in top]), scorer)})
+        ens = ensemble_rewards([per_rm[i] for i in top])
+        rows.append({"model": f"ENS M={m}", **accuracy_row(ens, scorer)})
+        sft_rewards = torch.cat(ens["val"])  # the normaliser every RM has: mean 0, std 1 on SFT samples
+        checkpoint.save({"members": top, "reward_mean": sft_rewards.mean().item(), "reward_std": sft_rewards.std().item()},
+                        warm_dir / f"ens_{m}.pt")
         warm = scorer.normalised(averaging.merge([rm_paths[i] for i in top]))
         checkpoint.save(warm, warm_dir / f"warm_{m}.pt")
         rows.append({"model": f"WARM M={m}", **accuracy_row(scorer.rewards(warm), scorer)})

@@ -152,6 +152,8 @@ def train(
         step = state["step"]
         if rank == 0:
             tqdm.write(f"{desc}: resuming from {state_path} at step {step}")
+    if rank == 0 and metrics_path is not None:  # what was logged after the checkpoint will be logged again
+        checkpoint.truncate_jsonl(metrics_path, "step", step)
 
     # What runs the forward/backward: maybe compiled, maybe wrapped for data parallelism.
     runner = model
