@@ -27,7 +27,7 @@ def test_control_at_kl_interpolates_and_refuses_to_extrapolate():
     assert math.isnan(report.control_at_kl(evals, 3.0))
 
 
-def test_hacking_verdict_needs_the_control_to_fall_while_the_proxy_rises():
+def test_hacking_verdict_needs_the_control_to_fall_while_the_proxy_holds():
     hacked = report.run_summary("a", *fake_run([0.5, 0.7, 0.8, 0.3, 0.1], [0.0, 0.3, 0.5, 0.9, 1.2]), window=1)
     assert hacked["control peak"] == 0.8 and hacked["peak at iteration"] == 3 and hacked["best eval iteration"] == 2
     assert report.hacking_verdict(hacked).startswith("hacked")
@@ -35,6 +35,8 @@ def test_hacking_verdict_needs_the_control_to_fall_while_the_proxy_rises():
     assert not report.hacking_verdict(both_fell).startswith("hacked")
     steady = report.run_summary("c", *fake_run([0.5, 0.6, 0.7], [0.0, 0.3, 0.5]), window=1)
     assert report.hacking_verdict(steady).startswith("no collapse")
+    plateau = report.run_summary("d", *fake_run([0.5, 0.8, 0.6, 0.3], [0.0, 1.0, 1.0, 0.98]), window=1)
+    assert report.hacking_verdict(plateau).startswith("hacked")
 
 
 def test_time_split_means_per_iteration():

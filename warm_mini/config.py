@@ -259,12 +259,16 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, default=None, help="where every stage reads and writes (default: runs/<preset>)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: 0)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    template = Config()
-    for section_name, section in _sections(template):
+    presets = {name: preset(name) for name in PRESETS}
+    for section_name, section in _sections(Config()):
         group = parser.add_argument_group(f"{section_name} overrides", section.__doc__)
         for f in dataclasses.fields(section):
             kind = _parse_bool if f.type in (bool, "bool") else type(getattr(section, f.name))
-            group.add_argument(f"--{section_name}.{f.name}", dest=f"{section_name}.{f.name}", type=kind, default=None, metavar=f.name.upper(), help=_field_doc(type(section), f.name))
+            values = {name: getattr(getattr(c, section_name), f.name) for name, c in presets.items()}
+            shown = f"{values['cpu']!r}" if len(set(values.values())) == 1 else ", ".join(f"{k} {v!r}" for k, v in values.items())
+            # SUPPRESS: a flag not given is absent from the namespace, and the help shows the presets' values
+            group.add_argument(f"--{section_name}.{f.name}", dest=f"{section_name}.{f.name}", type=kind, default=argparse.SUPPRESS,
+                               metavar=f.name.upper(), help=f"{_field_doc(type(section), f.name)} [{shown}]".replace("%", "%%"))
     return parser
 
 
@@ -275,7 +279,7 @@ def _field_doc(cls, name: str) -> str:
     lines = inspect.getsource(cls).splitlines()
     for i, line in enumerate(lines):
         if line.strip().startswith(f"{name}:") and i + 1 < len(lines) and lines[i + 1].strip().startswith('"""'):
-            return lines[i + 1].strip().strip('"').replace("%", "%%")  # argparse formats help with %
+            return lines[i + 1].strip().strip('"')
     return ""
 
 
