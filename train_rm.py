@@ -7,7 +7,7 @@ data-parallel and the reward models are trained N at a time, one per process.
 
 import json
 
-from warm_mini import checkpoint, config, data, lm, prefs, reward, tokenizer, train
+from warm_mini import checkpoint, config, data, lm, prefs, reward, train
 
 
 def main(argv=None):
@@ -27,11 +27,7 @@ def main(argv=None):
 
     splits = data.load_world(cfg)
     say(f"world: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test documents")
-    if rank == 0:
-        enc = data.load_or_train_tokenizer(run_dir, cfg, splits)
-    train.barrier()
-    if rank != 0:
-        enc = tokenizer.load(data.tokenizer_path(run_dir))  # the file rank 0 wrote
+    enc = train.rank_zero_first(lambda: data.load_or_train_tokenizer(run_dir, cfg, splits))
     say(f"tokenizer: {enc.n_vocab} tokens in {data.tokenizer_path(run_dir)}")
 
     lm.pretrain(run_dir, cfg, splits, enc)
@@ -50,11 +46,7 @@ def main(argv=None):
     if args.until == "sft":
         return
 
-    if rank == 0:
-        for split in prefs.SPLITS:
-            prefs.load_or_make(run_dir, cfg, splits, enc, split)
-    train.barrier()
-    pairs = {split: prefs.load_or_make(run_dir, cfg, splits, enc, split) for split in prefs.SPLITS}
+    pairs = train.rank_zero_first(lambda: {split: prefs.load_or_make(run_dir, cfg, splits, enc, split) for split in prefs.SPLITS})
     train_pairs = pairs["train"]
     say(f"preference pairs: {', '.join(f'{s} {len(p)}' for s, p in pairs.items())}; "
         f"{train_pairs.flipped.float().mean():.0%} of training labels flipped")

@@ -57,6 +57,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def rank_zero_first(make: Callable[[], object]):
+    """`make()` on rank 0, then on every other rank once rank 0 has finished: for load-or-create steps,
+    whose files rank 0 writes and the other ranks then read."""
+    rank, _ = dist_info()
+    result = make() if rank == 0 else None
+    barrier()
+    return result if rank == 0 else make()
+
+
 # ----------------------------------------------------------------------------- optimisation
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
