@@ -56,7 +56,8 @@ def main(argv=None):
     for name, r in runs.items():
         policies[f"{name} final"] = rl.snapshot_path(r["dir"], cfg.ppo.iterations)
         policies[f"{name} best"] = rl.snapshot_path(r["dir"], rl.best_iteration(r["dir"]))
-    control = evaluate.judge_policies(policies, enc, splits.test[: cfg.rlhf.test_docs], cfg.ppo.temperature, cfg.seed, cfg.device)
+    control = evaluate.judge_policies(policies, enc, splits.test[: cfg.rlhf.test_docs], cfg.ppo.temperature, cfg.seed,
+                                      cfg.device, cfg.ppo.max_new_tokens)
     names = list(runs)
     matchups = [(f"{a} {when}", b if b == "SFT" else f"{b} {when}")
                 for when in ("final", "best")

@@ -103,12 +103,14 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
     return rows, seconds
 
 
-def judge_policies(paths: dict[str, Path], enc, docs, temperature: float, seed: int, device: str) -> dict[str, list[float]]:
+def judge_policies(paths: dict[str, Path], enc, docs, temperature: float, seed: int, device: str,
+                   max_new_tokens: int = lm.MAX_SUMMARY_TOKENS) -> dict[str, list[float]]:
     """Control reward of each policy checkpoint's summary of every document (one sample each, every policy
     sampled with the same seed); a checkpoint named twice (a run whose best is its last) is sampled once."""
     by_path = {}
     for path in tqdm(list(dict.fromkeys(paths.values())), desc="judging policies", leave=False):
-        summaries = lm.sample_summaries(lm.load_model(path, device), enc, docs, temperature, seed=seed, device=device)
+        summaries = lm.sample_summaries(lm.load_model(path, device), enc, docs, temperature, seed=seed, device=device,
+                                        max_new_tokens=max_new_tokens)
         by_path[path] = control_scores(enc, docs, summaries)
     return {name: by_path[path] for name, path in paths.items()}
 

@@ -99,14 +99,15 @@ def _mean_loss(model, batch_fn, device: str, n_batches: int = 4) -> float:
 
 @torch.no_grad()
 def sample_summaries(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], temperature: float,
-                     batch_size: int = 64, seed: int = 0, device: str = "cpu") -> list[list[int]]:
+                     batch_size: int = 64, seed: int = 0, device: str = "cpu",
+                     max_new_tokens: int = MAX_SUMMARY_TOKENS) -> list[list[int]]:
     """One summary per document as token ids, ending in end-of-text when the model produced it."""
     eot, _, pad = tok.special_ids(enc)
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
     for i in range(0, len(docs), batch_size):
         prompt, mask = data.left_pad([data.prompt_ids(enc, d) for d in docs[i : i + batch_size]], pad)
-        tokens, _, keep = generate(model, prompt.to(device), mask.to(device), MAX_SUMMARY_TOKENS,
+        tokens, _, keep = generate(model, prompt.to(device), mask.to(device), max_new_tokens,
                                    temperature=temperature, eot_id=eot, pad_id=pad, generator=g)
         out += [row[m].tolist() for row, m in zip(tokens.cpu(), keep.cpu())]
     return out

@@ -170,7 +170,7 @@ def write_report(run_dir: Path, cfg, runs: dict[str, dict], bon_rows: list[dict]
                   "scoring s": bon_seconds.get(p, math.nan)} for p in proxies]
         lines += ["## Best-of-N (Fig. 6)", "",
                   f"{cfg.rlhf.bon_n} SFT samples (temperature {cfg.rlhf.bon_temperature}) per test document, "
-                  f"{len(bon_rows) and cfg.rlhf.bon_docs} documents; the sample the proxy prefers among the first N "
+                  f"{cfg.rlhf.bon_docs} documents; the sample the proxy prefers among the first N "
                   "is kept; mean control reward. KL_BoN = log N - (N - 1)/N. The oracle row picks by the control "
                   "reward itself (the ceiling). `scoring s`: seconds to score all samples (ENS: its members' sum).", "",
                   markdown_table(table), ""]
