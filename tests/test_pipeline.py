@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from warm_mini import checkpoint, config, data, evaluate, prefs, reward, rl, tokenizer, world
+from warm_mini import checkpoint, config, data, evaluate, prefs, report, reward, rl, tokenizer, world
 from warm_mini.ppo import PPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,9 @@ def test_rlhf_writes_the_report(tiny_run):
     report_text = (run_dir / "report.md").read_text()
     for heading in ("Best-of-N", "PPO against each reward source", "Win rates", "Pairwise accuracy"):
         assert heading in report_text
+    if report.pyplot() is not None:  # matplotlib is an optional extra
+        for figure in ("lmc", "bon", "control_vs_kl", "ppo_control", "ppo_proxy", "win_rates"):
+            assert (run_dir / "figures" / f"{figure}.png").exists() and f"figures/{figure}.png" in report_text, figure
 
     runs = sorted((run_dir / "rlhf").glob("*_kl*"))
     assert [r.name.split("_")[0] for r in runs] == ["ens4", f"rm{reward.ranked_reward_models(run_dir)[0].stem[3:]}", "warm4"]

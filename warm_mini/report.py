@@ -76,6 +76,25 @@ def line_panels(panels: dict[str, dict[str, tuple[list, list]]], xlabel: str, yl
     return True
 
 
+def win_rate_bars(rows: list[dict], path: Path) -> bool:
+    """Fig. 9: one horizontal bar per matchup with its 95% interval, 0.5 (a tie) marked; False without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    y = list(range(len(rows)))[::-1]
+    rates = [r["win_rate"] for r in rows]
+    errors = [[r["win_rate"] - r["low"] for r in rows], [r["high"] - r["win_rate"] for r in rows]]
+    ax.barh(y, rates, xerr=errors, color="tab:blue", alpha=0.7, capsize=3)
+    ax.axvline(0.5, color="gray", linestyle=":")
+    ax.set_yticks(y, [f"{r['a']} vs {r['b']}" for r in rows], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate judged by the control reward")
+    save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
 # ----------------------------------------------------------------------------- PPO summaries
 
 
@@ -226,6 +245,7 @@ def write_report(run_dir: Path, cfg, runs: dict[str, dict], bon_rows: list[dict]
                   "reward than policy b's (ties count half), with a 95% bootstrap interval. `final`: after the last "
                   "iteration (equal steps); `best`: each run's best held-out evaluation.", "",
                   markdown_table(win_rows), ""]
+        figure(win_rate_bars(win_rows, fig_dir / "win_rates.png"), fig_dir / "win_rates.png", "win rates")
 
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
