@@ -9,7 +9,7 @@ corrupted and clean training labels), and linear mode connectivity (Fig. 3).
 import json
 
 from warm_mini import averaging, checkpoint, config, data, prefs, report, rm_eval, tokenizer, world
-from warm_mini.reward import normalise, pair_accuracy, rm_from_checkpoint, score_pairs
+from warm_mini.reward import normalise, pair_accuracy, ranked_reward_models, rm_from_checkpoint, rm_index, score_pairs
 
 
 def main(argv=None):
@@ -24,7 +24,7 @@ def main(argv=None):
         raise SystemExit(f"error: no run in {run_dir}; run train_rm.py with the same --preset/--run-dir first")
     checkpoint.record_config(run_dir, cfg)
 
-    rm_paths = sorted((run_dir / "rm").glob("rm_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    rm_paths = sorted((run_dir / "rm").glob("rm_*.pt"), key=rm_index)
     if len(rm_paths) < cfg.rm.n_models:
         raise SystemExit(f"error: {len(rm_paths)} of {cfg.rm.n_models} reward models in {run_dir / 'rm'}; finish train_rm.py first")
     splits = data.load_world(cfg)
@@ -33,7 +33,7 @@ def main(argv=None):
     scorer = rm_eval.Scorer(enc, splits, pairs, cfg.device, args.eval_pairs)
 
     val_acc = [checkpoint.load(p)["val_accuracy"] for p in rm_paths]
-    ranked = sorted(range(len(rm_paths)), key=lambda i: -val_acc[i])
+    ranked = [rm_index(p) for p in ranked_reward_models(run_dir)]
     print("reward models by validation accuracy: " + ", ".join(f"RM {i} {val_acc[i]:.3f}" for i in ranked))
     ms = sorted({min(int(m), len(rm_paths)) for m in args.ms.split(",")})
 

@@ -102,7 +102,7 @@ def test_rlhf_writes_the_report(tiny_run):
             assert (run_dir / "figures" / f"{figure}.png").exists() and f"figures/{figure}.png" in report_text, figure
 
     runs = sorted((run_dir / "rlhf").glob("*_kl*"))
-    assert [r.name.split("_")[0] for r in runs] == ["ens4", f"rm{reward.ranked_reward_models(run_dir)[0].stem[3:]}", "warm4"]
+    assert [r.name.split("_")[0] for r in runs] == ["ens4", f"rm{reward.rm_index(reward.ranked_reward_models(run_dir)[0])}", "warm4"]
     for r in runs:
         lines = [json.loads(line) for line in (r / "train.jsonl").read_text().splitlines()]
         assert [x["iteration"] for x in lines] == list(range(1, cfg.ppo.iterations + 1))

@@ -84,18 +84,17 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
         return scores, time.perf_counter() - start
 
     proxies, seconds = {}, {}
-    ranked = reward.ranked_reward_models(run_dir)
-    for path in tqdm(ranked, desc="best-of-n: scoring", leave=False):
-        name = f"RM {path.stem.split('_')[1]}"
+    for path in tqdm(reward.ranked_reward_models(run_dir), desc="best-of-n: scoring", leave=False):
+        name = f"RM {reward.rm_index(path)}"
         proxies[name], seconds[name] = timed_scores(reward.rm_from_checkpoint(checkpoint.load(path), cfg.device))
-    singles = list(proxies)
     for m in ms:
-        warm_path = Path(run_dir) / "warm" / f"warm_{m}.pt"
-        if not warm_path.exists():
+        warm_path, ens_path = (Path(run_dir) / "warm" / f"{kind}_{m}.pt" for kind in ("warm", "ens"))
+        if not (warm_path.exists() and ens_path.exists()):
             continue
+        members = [f"RM {i}" for i in checkpoint.load(ens_path)["members"]]
         # what Ensemble computes, less its normaliser: a positive affine map, which changes no pick
-        proxies[f"ENS M={m}"] = torch.stack([proxies[n] for n in singles[:m]]).mean(0)
-        seconds[f"ENS M={m}"] = sum(seconds[n] for n in singles[:m])
+        proxies[f"ENS M={m}"] = torch.stack([proxies[n] for n in members]).mean(0)
+        seconds[f"ENS M={m}"] = sum(seconds[n] for n in members)
         proxies[f"WARM M={m}"], seconds[f"WARM M={m}"] = timed_scores(reward.rm_from_checkpoint(checkpoint.load(warm_path), cfg.device))
     proxies["oracle"] = control
     rows = [{"proxy": name, "n": n, "kl_bon": bon_kl(n), "control": c}

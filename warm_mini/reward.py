@@ -276,9 +276,16 @@ class OracleReward(nn.Module):
         return (torch.tensor(out, device=idx.device) - self.mean) / self.std
 
 
+def rm_index(path: Path) -> int:
+    """I of rm/rm_I.pt."""
+    return int(Path(path).stem.split("_")[1])
+
+
 def ranked_reward_models(run_dir: Path) -> list[Path]:
-    """The finished reward models, best validation accuracy first."""
-    return sorted(Path(run_dir).glob("rm/rm_*.pt"), key=lambda p: -checkpoint.load(p)["val_accuracy"])
+    """The finished reward models, best validation accuracy first; ties go to the lower index, so that
+    merge.py's ENS and WARM members, rm:best and Best-of-N all rank alike."""
+    by_index = sorted(Path(run_dir).glob("rm/rm_*.pt"), key=rm_index)
+    return sorted(by_index, key=lambda p: -checkpoint.load(p)["val_accuracy"])
 
 
 def reward_files(spec: str, run_dir: Path) -> list[Path]:

@@ -36,7 +36,7 @@ def sources(cfg: Config, run_dir: Path) -> list[str]:
     RM, ENS and WARM of all M)."""
     specs = [s.strip() for s in cfg.rlhf.rewards.split(",") if s.strip()]
     specs = specs or ["rm:best", f"ens:{cfg.rm.n_models}", f"warm:{cfg.rm.n_models}"]
-    best = reward.ranked_reward_models(run_dir)[0].stem.split("_")[1]
+    best = reward.rm_index(reward.ranked_reward_models(run_dir)[0])
     return [f"rm:{best}" if s == "rm:best" else s for s in specs]
 
 
