@@ -119,7 +119,7 @@ class RMConfig:
 class PPOConfig:
     """PPO against a reward model, with a per-token KL penalty to the SFT policy."""
 
-    iterations: int = 60
+    iterations: int = 50
     """rollouts, each followed by `epochs` passes of minibatch updates"""
     batch_size: int = 32
     """prompts per rollout (the paper: 128)"""
@@ -169,7 +169,7 @@ class RLHFConfig:
     """validation documents the control reward is measured on at each evaluation (it picks a run's best snapshot)"""
     test_docs: int = 300
     """test documents the win rates are judged on"""
-    bon_docs: int = 64
+    bon_docs: int = 48
     """test documents for Best-of-N"""
     bon_n: int = 64
     """largest N of Best-of-N (N = 1, 2, 4, ... up to it)"""

@@ -101,8 +101,9 @@ def lmc_curves(rm_paths: list[Path], run_dir: Path, scorer: Scorer, lams: list[f
         rb = scorer.rewards(end_b, ["val"])["val"]
         label = scorer.subset("val").label
         for lam in lams:
-            # Accuracy ignores the normaliser (a positive affine map), so interpolations need no recalibration.
-            wa = scorer.rewards(averaging.interpolate(end_a, end_b, lam), ["val"])["val"]
+            # Accuracy ignores the normaliser (a positive affine map), so interpolations need no recalibration;
+            # at λ = 0 and 1 the interpolation is an endpoint, already scored.
+            wa = ra if lam == 0 else rb if lam == 1 else scorer.rewards(averaging.interpolate(end_a, end_b, lam), ["val"])["val"]
             ens = tuple((1 - lam) * x + lam * y for x, y in zip(ra, rb))
             rows.append({"pair": name, "lambda": lam, "WA": pair_accuracy(*wa, label), "ENS": pair_accuracy(*ens, label)})
     return rows
