@@ -57,7 +57,7 @@ def main(argv=None):
         print(f"greedy soup keeps RMs {[ranked[k] for k in kept]}: val accuracy {val_accuracy(soup):.3f}")
 
     if not args.no_lmc:
-        lams = [i / 5 for i in range(6)]
+        lams = [0.0, 0.25, 0.5, 0.75, 1.0]
         lmc = rm_eval.lmc_curves(rm_paths, run_dir, scorer, lams)
         report.write_csv(lmc, warm_dir / "lmc.csv")
         if rm_eval.plot_lmc(lmc, run_dir / "figures" / "lmc.png"):

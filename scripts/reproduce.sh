@@ -19,11 +19,11 @@ PYTHON=${PYTHON:-python3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
 mkdir -p "$ROOT/logs"
 
-pipeline() {  # run_dir, then extra flags for every script
+pipeline() {  # run_dir, then extra flags for every script; stops at the first stage that fails
   local dir=$1; shift
-  $PYTHON train_rm.py --preset "$PRESET" --run-dir "$dir" "$@"
-  $PYTHON merge.py --preset "$PRESET" --run-dir "$dir" "$@"
-  $PYTHON rlhf.py --preset "$PRESET" --run-dir "$dir" "$@"
+  $PYTHON train_rm.py --preset "$PRESET" --run-dir "$dir" "$@" &&
+    $PYTHON merge.py --preset "$PRESET" --run-dir "$dir" "$@" &&
+    $PYTHON rlhf.py --preset "$PRESET" --run-dir "$dir" "$@"
 }
 
 one_run() {  # "clean SEED" or "corrupt SEED"
@@ -39,8 +39,8 @@ one_run() {  # "clean SEED" or "corrupt SEED"
   done
   if [ ! -f "$dir/sft/quality.json" ]; then
     mkdir -p "$dir/metrics"
-    cp -r "$clean/tokenizer.tiktoken" "$clean/pretrain" "$clean/sft" "$dir/"
-    cp "$clean/metrics/pretrain.jsonl" "$clean/metrics/sft.jsonl" "$dir/metrics/"
+    cp -r "$clean/tokenizer.tiktoken" "$clean/pretrain" "$clean/sft" "$dir/" &&
+      cp "$clean/metrics/pretrain.jsonl" "$clean/metrics/sft.jsonl" "$dir/metrics/" || return 1
   fi
   pipeline "$dir" --seed "$seed" --rm.corrupt 0.25
 }

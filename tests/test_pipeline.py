@@ -50,7 +50,7 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
             assert 0.0 <= float(r[column]) <= 1.0
     lmc = list(csv.DictReader(open(run_dir / "warm" / "lmc.csv")))
     assert {r["pair"] for r in lmc} == {"same run", "data order", "learning rate", "Baklava init"}
-    assert len(lmc) == 4 * 6
+    assert len(lmc) == 4 * 5
 
     # The merged checkpoint is an ordinary RM checkpoint whose weights are the top-2 average.
     warm = checkpoint.load(run_dir / "warm" / "warm_2.pt")
