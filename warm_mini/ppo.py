@@ -229,7 +229,7 @@ class PPOTrainer:
         # one optimizer for both models: the joint loss is policy_loss + vf_coef * value_loss
         groups = param_groups(policy, cfg.weight_decay) + param_groups(value_model, cfg.weight_decay)
         self.params = [p for g in groups for p in g["params"]]
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=self.device.type == "cuda")
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
         # bf16 on CUDA, as in train.py; log-probabilities are taken in float32 either way
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # sampling, on the policy's device

@@ -52,9 +52,12 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path, note: str = "") -> None:
+    """Save as PNG; `note` (e.g. the command that made the figure) goes in small print at the bottom."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1) if note else (0, 0, 1, 1))
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=6, color="gray")
     fig.savefig(path, dpi=120)
 
 
@@ -76,7 +79,7 @@ def line_panels(panels: dict[str, dict[str, tuple[list, list]]], xlabel: str, yl
     return True
 
 
-def win_rate_bars(rows: list[dict], path: Path) -> bool:
+def win_rate_bars(rows: list[dict], path: Path, note: str = "") -> bool:
     """Fig. 9: one horizontal bar per matchup with its 95% interval, 0.5 (a tie) marked; False without matplotlib."""
     plt = pyplot()
     if plt is None:
@@ -90,7 +93,7 @@ def win_rate_bars(rows: list[dict], path: Path) -> bool:
     ax.set_yticks(y, [f"{r['a']} vs {r['b']}" for r in rows], fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("win rate judged by the control reward")
-    save_figure(fig, path)
+    save_figure(fig, path, note)
     plt.close(fig)
     return True
 

@@ -1,0 +1,397 @@
+"""Several finished runs -> results/: every figure of the paper as a mean and a spread over seeds.
+
+Each run directory (train_rm.py, merge.py and rlhf.py finished) is one seed of one setting: clean labels,
+or a share of flipped training labels. Runs pick their own best single RM (by validation accuracy), so
+"RM <i>" becomes "best RM" before seeds are lined up. Every number is a mean over seeds with its sample
+standard deviation (sd) and the number of seeds (n); plots draw the mean and shade one sd.
+"""
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from warm_mini import report
+from warm_mini.rm_eval import COLUMNS
+
+NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv", "warm/lmc.csv", "rlhf/bon.csv",
+          "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
+
+# What the paper reports for the same comparisons (Ramé et al. 2024; ../shared/paper.md).
+PAPER = {
+    "lmc": "above the diagonal for every pair; WA ≈ ENS",
+    "memorisation": "WA agrees far less than ENS with the flipped labels",
+    "ood": "WA ≥ ENS",
+    "bon": "WARM M=6 > WARM M=2 > ENS M=2 > single RMs",
+    "ppo": "single RMs rise then collapse; WARM pushes the control-KL front up and to the left",
+    ("WARM M=6", "best RM"): "0.794",
+    ("WARM M=6", "SFT"): "0.998",
+    ("best RM", "SFT"): "0.985",
+}
+
+
+@dataclass
+class Run:
+    """One finished run directory and what aggregation needs to know about it."""
+
+    path: Path
+    seed: int
+    setting: str  # "clean" or e.g. "25% corrupted"
+    best_rm: int  # the single RM the run ranked first (rlhf.py's rm:best)
+
+    @classmethod
+    def load(cls, path) -> "Run":
+        path = Path(path)
+        missing = [f for f in NEEDED if not (path / f).exists()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a finished run (missing {', '.join(missing)}); "
+                                    f"run train_rm.py, merge.py and rlhf.py with --run-dir {path}")
+        cfg = json.loads((path / "config.json").read_text())
+        corrupt = cfg["rm"]["corrupt"]
+        setting = "clean" if corrupt == 0 else f"{corrupt:.0%} corrupted"
+        ranked = json.loads((path / "warm" / "summary.json").read_text())["ranked"]
+        return cls(path, cfg["seed"], setting, ranked[0])
+
+    def rows(self, name: str) -> list[dict]:
+        """A CSV of the run, with its best single RM renamed "best RM"."""
+        best = re.compile(rf"^RM {self.best_rm}\b")
+        return [{k: best.sub("best RM", v) if isinstance(v, str) else v for k, v in row.items()}
+                for row in report.read_csv(self.path / name)]
+
+
+def stats(values) -> dict:
+    """Mean, sample standard deviation and count of the finite values (nan when there are none)."""
+    xs = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    return {"mean": xs.mean() if len(xs) else math.nan, "sd": xs.std(ddof=1) if len(xs) > 1 else math.nan, "n": len(xs)}
+
+
+def fmt(s: dict) -> str:
+    """"0.612 ± 0.015" (mean ± sd over seeds), or just the mean when there is one seed."""
+    if s["n"] == 0:
+        return "-"
+    return f"{s['mean']:.3f}" + (f" ± {s['sd']:.3f}" if s["n"] > 1 else "")
+
+
+def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
+    out = {}
+    for run in sorted(runs, key=lambda r: (r.setting != "clean", r.setting, r.seed)):
+        out.setdefault(run.setting, []).append(run)
+    return out
+
+
+# ----------------------------------------------------------------------------- the five figures
+
+
+def accuracy(runs: list[Run]) -> list[dict]:
+    """Fig. 4: pairwise accuracy by split of the best RM, the mean RM, and ENS and WARM for each M."""
+    out = []
+    for setting, group in by_setting(runs).items():
+        tables = {}  # model -> split -> [value per seed]
+        for run in group:
+            rows = run.rows("warm/accuracy.csv")
+            singles = [r for r in rows if r["model"].startswith(("RM ", "best RM"))]
+            mean_rm = {"model": "mean RM", **{c: float(np.mean([r[c] for r in singles])) for c in COLUMNS}}
+            for row in [mean_rm] + [r for r in rows if not r["model"].startswith("RM ")]:
+                for column in COLUMNS:
+                    tables.setdefault(row["model"], {}).setdefault(column, []).append(row[column])
+        for model in sorted(tables, key=_model_order):
+            out += [{"setting": setting, "model": model, "split": column, **stats(values)} for column, values in tables[model].items()]
+    return out
+
+
+def lmc(runs: list[Run]) -> list[dict]:
+    """Fig. 3: validation accuracy of WA and ENS along λ for each pair, with the diagonal between the WA endpoints."""
+    out = []
+    for setting, group in by_setting(runs).items():
+        curves = {}  # (pair, λ) -> {"WA": [...], "ENS": [...], "diagonal": [...]}, one value per seed
+        for run in group:
+            rows = run.rows("warm/lmc.csv")
+            per_pair = {}
+            for pair in dict.fromkeys(r["pair"] for r in rows):
+                pts = {r["lambda"]: r for r in rows if r["pair"] == pair}
+                lo, hi = min(pts), max(pts)
+                per_pair[pair] = {lam: {"WA": r["WA"], "ENS": r["ENS"], "diagonal": (1 - lam) * pts[lo]["WA"] + lam * pts[hi]["WA"]}
+                                  for lam, r in pts.items()}
+            # the seed's mean over pairs, so that its spread is over seeds too
+            per_pair["mean of pairs"] = {lam: {k: float(np.mean([p[lam][k] for p in per_pair.values()])) for k in ("WA", "ENS", "diagonal")}
+                                         for lam in next(iter(per_pair.values()))}
+            for pair, pts in per_pair.items():
+                for lam, values in pts.items():
+                    cell = curves.setdefault((pair, lam), {"WA": [], "ENS": [], "diagonal": []})
+                    for key, value in values.items():
+                        cell[key].append(value)
+        for (pair, lam), cell in curves.items():
+            row = {"setting": setting, "pair": pair, "lambda": lam}
+            for key, values in cell.items():
+                s = stats(values)
+                row.update({f"{key} mean": s["mean"], f"{key} sd": s["sd"]})
+            gap = stats([w - d for w, d in zip(cell["WA"], cell["diagonal"])])
+            out.append({**row, "WA - diagonal mean": gap["mean"], "WA - diagonal sd": gap["sd"], "n": gap["n"]})
+    return out
+
+
+def best_of_n(runs: list[Run]) -> list[dict]:
+    """Fig. 6: control reward of the Best-of-N pick against KL_BoN for the best RM, the mean RM, ENS, WARM and the oracle."""
+    out = []
+    for setting, group in by_setting(runs).items():
+        curves = {}  # (proxy, n) -> [control per seed]
+        for run in group:
+            rows = run.rows("rlhf/bon.csv")
+            for n in sorted({r["n"] for r in rows}):
+                at_n = [r for r in rows if r["n"] == n]
+                singles = [r["control"] for r in at_n if r["proxy"].startswith(("RM ", "best RM"))]
+                for proxy, control in [("mean RM", float(np.mean(singles)))] + [(r["proxy"], r["control"]) for r in at_n if not r["proxy"].startswith("RM ")]:
+                    curves.setdefault((proxy, n), []).append(control)
+        for (proxy, n) in sorted(curves, key=lambda k: (_model_order(k[0]), k[1])):
+            out.append({"setting": setting, "proxy": proxy, "N": n, "kl_bon": math.log(n) - (n - 1) / n, **stats(curves[(proxy, n)])})
+    return out
+
+
+def control_vs_kl(runs: list[Run], step: float = 1.0) -> tuple[list[dict], list[dict]]:
+    """Fig. 8: held-out control reward of each PPO run against its KL to SFT.
+
+    Returns (curve, summary). curve: the control reward interpolated at KL 0, step, 2 step, ... (a seed counts
+    at a KL only if its run reached it, so n falls along the curve). summary per source: the best held-out
+    evaluation (control and KL there) and the last one.
+    """
+    curve, summary = [], []
+    for setting, group in by_setting(runs).items():
+        evals = {}  # source -> [eval rows of one seed]
+        for run in group:
+            rows = run.rows("rlhf/ppo_eval.csv")
+            for source in dict.fromkeys(r["run"] for r in rows):
+                evals.setdefault(source, []).append(sorted((r for r in rows if r["run"] == source), key=lambda r: r["iteration"]))
+        top = max(r["eval/kl"] for seeds in evals.values() for rows in seeds for r in rows)
+        grid = [i * step for i in range(int(top / step) + 1)]
+        for source in sorted(evals, key=_model_order):
+            seeds = evals[source]
+            for kl in grid:
+                curve.append({"setting": setting, "source": source, "kl": kl, **stats(report.control_at_kl(rows, kl) for rows in seeds)})
+            best = [max(rows, key=lambda r: r["eval/control_reward"]) for rows in seeds]
+            summary.append({"setting": setting, "source": source, "n": len(seeds),
+                            "best control": fmt(stats(r["eval/control_reward"] for r in best)),
+                            "KL at best": fmt(stats(r["eval/kl"] for r in best)),
+                            "final control": fmt(stats(rows[-1]["eval/control_reward"] for rows in seeds)),
+                            "final KL": fmt(stats(rows[-1]["eval/kl"] for rows in seeds)),
+                            "start control": fmt(stats(rows[0]["eval/control_reward"] for rows in seeds))})
+    return curve, summary
+
+
+def win_rates(runs: list[Run]) -> list[dict]:
+    """Fig. 9: oracle-judged win rates, each matchup's mean and sd over seeds, and every seed's value."""
+    out = []
+    for setting, group in by_setting(runs).items():
+        rates = {}  # (a, b) -> [win rate per seed]
+        for run in group:
+            for r in run.rows("rlhf/win_rates.csv"):
+                rates.setdefault((r["a"], r["b"]), []).append(r["win_rate"])
+        for (a, b), values in rates.items():
+            out.append({"setting": setting, "a": a, "b": b, **stats(values), "min": min(values), "max": max(values),
+                        "per seed": " ".join(f"{v:.3f}" for v in values)})
+    return out
+
+
+def _lmc_gap(row: dict | None, key: str = "WA - diagonal") -> dict:
+    """The stats of one quantity of an lmc() row."""
+    return {"mean": row[f"{key} mean"], "sd": row[f"{key} sd"], "n": row["n"]} if row else {"n": 0}
+
+
+def _model_order(name: str) -> tuple:
+    """best RM, mean RM, then ENS and WARM by M (ENS before WARM), the oracle last."""
+    kinds = ["best RM", "mean RM", "ENS", "WARM", "oracle"]
+    kind = next((i for i, k in enumerate(kinds) if name.startswith(k)), len(kinds))
+    m = re.search(r"M=(\d+)", name)
+    return (kind // 2, int(m.group(1)) if m else 0, kind, name)  # (singles, averages by M, oracle), M, kind
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _band(ax, xs, rows, label, style="-"):
+    """Plot the mean over seeds and shade one sd around it."""
+    mean = np.array([r["mean"] for r in rows], dtype=float)
+    sd = np.nan_to_num(np.array([r["sd"] for r in rows], dtype=float))
+    line, = ax.plot(xs, mean, style, marker="o", ms=3, label=label)
+    ax.fill_between(xs, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
+
+
+def _panels(n: int, rows: int = 1, width: float = 4.2, height: float = 3.2):
+    plt = report.pyplot()
+    fig, axes = plt.subplots(rows, n, figsize=(width * n, height * rows + 0.3), squeeze=False)
+    return plt, fig, axes
+
+
+def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
+    """The five figures as PNGs in out_dir; none without matplotlib."""
+    if report.pyplot() is None:
+        return []
+    paths = []
+
+    def done(plt, fig, name):
+        report.save_figure(fig, out_dir / name, note)
+        plt.close(fig)
+        paths.append(out_dir / name)
+
+    settings = list(dict.fromkeys(r["setting"] for r in tables["lmc"]))
+    pairs = list(dict.fromkeys(r["pair"] for r in tables["lmc"]))
+    plt, fig, axes = _panels(len(pairs), len(settings), width=3.2)
+    for i, setting in enumerate(settings):
+        for j, pair in enumerate(pairs):
+            rows = [r for r in tables["lmc"] if r["setting"] == setting and r["pair"] == pair]
+            ax, lams = axes[i][j], [r["lambda"] for r in rows]
+            for key, style in (("WA", "-"), ("ENS", "--")):
+                _band(ax, lams, [{"mean": r[f"{key} mean"], "sd": r[f"{key} sd"]} for r in rows], key, style)
+            ax.plot(lams, [r["diagonal mean"] for r in rows], ":", color="gray", label="diagonal")
+            ax.set_title(f"{pair} ({setting})", fontsize=9)
+            ax.set_xlabel("λ")
+        axes[i][0].set_ylabel("validation accuracy")
+    axes[0][0].legend(fontsize=7)
+    done(plt, fig, "lmc.png")
+
+    acc = tables["accuracy"]
+    settings = list(dict.fromkeys(r["setting"] for r in acc))
+    plt, fig, axes = _panels(len(settings), width=6)
+    for ax, setting in zip(axes[0], settings):
+        models = [m for m in dict.fromkeys(r["model"] for r in acc if r["setting"] == setting) if m != "mean RM"]
+        splits = [c for c in COLUMNS if any(r["split"] == c and r["setting"] == setting and r["n"] for r in acc)]
+        for k, model in enumerate(models):
+            rows = {r["split"]: r for r in acc if r["setting"] == setting and r["model"] == model}
+            xs = np.arange(len(splits)) + (k - (len(models) - 1) / 2) * 0.8 / len(models)
+            ax.bar(xs, [rows[c]["mean"] for c in splits], 0.8 / len(models), yerr=np.nan_to_num([rows[c]["sd"] for c in splits]),
+                   capsize=2, label=model)
+        ax.set_xticks(range(len(splits)), [c.replace(" (", "\n(") for c in splits], fontsize=7)
+        ax.axhline(0.5, color="gray", linestyle=":")
+        ax.set_title(setting)
+        ax.set_ylabel("pairwise accuracy")
+    axes[0][0].legend(fontsize=7)
+    done(plt, fig, "accuracy.png")
+
+    for name, table, x, xlabel, key in (("bon.png", tables["bon"], "kl_bon", "KL_BoN = log N - (N-1)/N", "proxy"),
+                                        ("control_vs_kl.png", tables["control_vs_kl"], "kl", "KL(policy || SFT)", "source")):
+        settings = list(dict.fromkeys(r["setting"] for r in table))
+        plt, fig, axes = _panels(len(settings))
+        for ax, setting in zip(axes[0], settings):
+            for source in dict.fromkeys(r[key] for r in table if r["setting"] == setting):
+                rows = [r for r in table if r["setting"] == setting and r[key] == source and r["n"]]
+                _band(ax, [r[x] for r in rows], rows, source)
+            ax.set_title(setting)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("control reward")
+        axes[0][0].legend(fontsize=7)
+        done(plt, fig, name)
+
+    bars = [{"a": f"{r['a']}", "b": f"{r['b']} ({r['setting']})", "win_rate": r["mean"], "low": r["min"], "high": r["max"]}
+            for r in tables["win_rates"]]
+    if report.win_rate_bars(bars, out_dir / "win_rates.png", note):
+        paths.append(out_dir / "win_rates.png")
+    return paths
+
+
+# ----------------------------------------------------------------------------- results/
+
+
+def pivot(rows: list[dict], index: list[str], column: str) -> list[dict]:
+    """One row per `index` value, one column per `column` value, each cell "mean ± sd"."""
+    out, columns = {}, {}
+    for r in rows:
+        key, name = tuple(r[k] for k in index), r[column] if isinstance(r[column], str) else f"{column}={r[column]:g}"
+        out.setdefault(key, dict(zip(index, key)))[name] = fmt(r)
+        columns[name] = None
+    return [{**dict.fromkeys(index), **dict.fromkeys(columns, "-"), **row} for row in out.values()]
+
+
+def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
+    """Aggregate the runs into out_dir: one CSV per figure, PNGs, and README.md; returns README.md's path."""
+    runs = [Run.load(p) for p in run_paths]
+    out_dir = Path(out_dir)
+    curve, ppo_summary = control_vs_kl(runs)
+    tables = {"accuracy": accuracy(runs), "lmc": lmc(runs), "bon": best_of_n(runs), "control_vs_kl": curve,
+              "ppo_summary": ppo_summary, "win_rates": win_rates(runs)}
+    for name, rows in tables.items():
+        report.write_csv(rows, out_dir / f"{name}.csv")
+    figures = plot_all(out_dir, tables, f"made by: {command}")
+
+    groups = by_setting(runs)
+    lines = ["# warm-mini: results over seeds", "",
+             f"Made by `{command}` from {len(runs)} runs: "
+             + "; ".join(f"{s}: seeds {', '.join(str(r.seed) for r in g)}" for s, g in groups.items())
+             + ". Every cell is the mean over seeds ± the sample standard deviation; figures shade one sd. "
+             "Every file here (CSV, PNG, this page) was written by that command.", "",
+             "## Headline: ours against the paper", "", report.markdown_table(headline(tables)), ""]
+
+    def section(title, text, table, figure=None):
+        lines.extend([f"## {title}", "", text, "", report.markdown_table(table), ""])
+        if figure and out_dir / figure in figures:
+            lines.extend([f"![{title}]({figure})", ""])
+
+    lmc_mid = [r for r in tables["lmc"] if r["lambda"] == 0.5]
+    section("Linear mode connectivity (Fig. 3): `lmc.csv`",
+            "Validation accuracy at λ = 0.5 of the weight average (WA) and of the ensemble (ENS) of two RMs, and how far WA "
+            "lies above the straight line between the two end accuracies (the paper: above it).",
+            [{"setting": r["setting"], "pair": r["pair"], "WA at 0.5": fmt(_lmc_gap(r, "WA")),
+              "ENS at 0.5": fmt(_lmc_gap(r, "ENS")), "WA - diagonal": fmt(_lmc_gap(r))} for r in lmc_mid],
+            "lmc.png")
+    section("Accuracy by split (Fig. 4): `accuracy.csv`",
+            "Pairwise accuracy; `train (corrupted labels)` is the agreement with the flipped labels (memorisation: lower is "
+            "better), the other columns agreement with the clean labels. ENS and WARM average the top M RMs.",
+            pivot(tables["accuracy"], ["setting", "model"], "split"), "accuracy.png")
+    section("Best-of-N (Fig. 6): `bon.csv`",
+            "Control reward of the sample each proxy picks among N SFT samples per test document; the oracle row picks by the "
+            "control reward itself. `mean RM` averages the single RMs' curves.",
+            pivot(tables["bon"], ["setting", "proxy"], "N"), "bon.png")
+    section("PPO: control reward against KL (Fig. 8): `control_vs_kl.csv`, `ppo_summary.csv`",
+            "Held-out control reward (validation documents) at each evaluation. `best`: each seed's best evaluation; `final`: "
+            "its last. The curve in the figure interpolates each seed at matched KL.",
+            tables["ppo_summary"], "control_vs_kl.png")
+    section("Win rates (Fig. 9): `win_rates.csv`",
+            "Share of test documents on which a's summary beats b's by the control reward (ties half), mean ± sd over seeds; "
+            "`final`: after the last PPO iteration, `best`: at each run's best evaluation. Whiskers in the figure: the lowest "
+            "and highest seed.",
+            [{"setting": r["setting"], "a": r["a"], "b": r["b"], "win rate": fmt(r), "per seed": r["per seed"]} for r in tables["win_rates"]],
+            "win_rates.png")
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def headline(tables: dict) -> list[dict]:
+    """One row per claim of the paper: the paper's finding beside ours (clean, and corrupted where it applies)."""
+    def cell(table, setting, **match):
+        rows = [r for r in tables[table] if r["setting"] == setting and all(r[k] == v for k, v in match.items())]
+        return rows[0] if rows else None
+
+    settings = list(dict.fromkeys(r["setting"] for r in tables["accuracy"]))
+    corrupted = next((s for s in settings if s != "clean"), None)
+    rows = []
+
+    def add(claim, paper, ours):
+        rows.append({"claim": claim, "paper": paper, **{s: ours(s) for s in settings}})
+
+    def gap(table, setting, key_a, key_b, **match):
+        a, b = cell(table, setting, **{**match, **key_a}), cell(table, setting, **{**match, **key_b})
+        return f"{fmt(a)} vs {fmt(b)}" if a and b else "-"
+
+    add("LMC: WA at λ=0.5 minus the diagonal, mean of the 4 pairs", PAPER["lmc"],
+        lambda s: fmt(_lmc_gap(cell("lmc", s, pair="mean of pairs", **{"lambda": 0.5}))))
+    if corrupted:
+        rows.append({"claim": "memorisation: agreement with flipped labels, WARM M=2 vs ENS M=2", "paper": PAPER["memorisation"],
+                     **{s: gap("accuracy", s, {"model": "WARM M=2"}, {"model": "ENS M=2"}, split="train (corrupted labels)")
+                        if s == corrupted else "-" for s in settings}})
+    add("OOD accuracy, WARM M=6 vs ENS M=6", PAPER["ood"], lambda s: gap("accuracy", s, {"model": "WARM M=6"}, {"model": "ENS M=6"}, split="ood"))
+    add("OOD accuracy, WARM M=6 vs best RM", "WARM above", lambda s: gap("accuracy", s, {"model": "WARM M=6"}, {"model": "best RM"}, split="ood"))
+    n_max = max(r["N"] for r in tables["bon"])
+    add(f"Best-of-{n_max} control, WARM M=6 vs ENS M=6 vs best RM", PAPER["bon"],
+        lambda s: " vs ".join(fmt(cell("bon", s, proxy=p, N=n_max) or {"n": 0}) for p in ("WARM M=6", "ENS M=6", "best RM")))
+    add("PPO best held-out control, WARM M=6 vs ENS M=6 vs best RM", PAPER["ppo"],
+        lambda s: " vs ".join((cell("ppo_summary", s, source=p) or {"best control": "-"})["best control"] for p in ("WARM M=6", "ENS M=6", "best RM")))
+    add("PPO final held-out control, WARM M=6 vs ENS M=6 vs best RM", "WARM holds up longest",
+        lambda s: " vs ".join((cell("ppo_summary", s, source=p) or {"final control": "-"})["final control"] for p in ("WARM M=6", "ENS M=6", "best RM")))
+    for a, b in [("WARM M=6", "best RM"), ("WARM M=6", "SFT"), ("best RM", "SFT"), ("WARM M=6", "ENS M=6")]:
+        for when in ("final", "best"):
+            b_name = b if b == "SFT" else f"{b} {when}"
+            add(f"win rate {a} {when} vs {b_name}", PAPER.get((a, b), "above 0.5") if when == "final" else "",
+                lambda s: fmt(cell("win_rates", s, a=f"{a} {when}", b=b_name) or {"n": 0}))
+    return rows
