@@ -8,7 +8,6 @@ with it, the prompt is run once (the prefill) and each step runs one column agai
 """
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing the package
 from warm_mini.config import ModelConfig  # noqa: E402
 from warm_mini.model import GPT, generate  # noqa: E402
+from warm_mini.train import autocast  # noqa: E402
 
 
 def main():
@@ -40,7 +40,7 @@ def main():
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
+    cast = autocast(str(device), dtype)
     config = ModelConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                          n_head=args.n_head, n_embd=args.n_embd, dropout=0.0)
     model = GPT(config).to(device).eval()
@@ -56,7 +56,7 @@ def main():
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with autocast:
+        with cast:
             tokens, _, _ = generate(model, prompt, prompt_mask, new_tokens, temperature=1.0, use_cache=use_cache)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -1,6 +1,6 @@
 """Training throughput at a preset's model size: our training loop against a bare loop, in one run.
 
-The bare loop is the least a training step can do: forward, backward, plain torch.optim.AdamW, no
+The bare loop is the least a training step can do: forward, backward, fused torch.optim.AdamW, no
 logging, no clipping, no schedule. Ours (warm_mini.train.train) adds all of that plus tqdm, a JSONL
 log and a final checkpoint; its overhead should stay under 5%. Both see the same batches.
 
@@ -9,7 +9,6 @@ log and a final checkpoint; its overhead should stay under 5%. Both see the same
 """
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_mini import config, data  # noqa: E402
 from warm_mini.lm import lm_loss  # noqa: E402
 from warm_mini.model import GPT  # noqa: E402
-from warm_mini.train import train  # noqa: E402
+from warm_mini.train import autocast, train  # noqa: E402
 
 
 def main():
@@ -42,21 +41,21 @@ def main():
     batches = data.window_batches(stream, model_cfg.block_size, tcfg.batch_size, tcfg.grad_accum, seed=0)
     tokens_per_step = tcfg.batch_size * model_cfg.block_size
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
+    cast = autocast(device, cfg.dtype)
     print(f"preset {args.preset}: {model_cfg.n_layer} layers x {model_cfg.n_embd} wide, batch {tcfg.batch_size} x {model_cfg.block_size} tokens, "
-          f"device {device}, {torch.get_num_threads()} threads, compile {tcfg.compile}")
+          f"device {device}, dtype {cfg.dtype}, {torch.get_num_threads()} threads, compile {tcfg.compile}")
 
     # The bare loop.
     torch.manual_seed(0)
     model = GPT(model_cfg).to(device)
     runner = torch.compile(model) if tcfg.compile else model
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, fused=True)
     for step in range(warmup + args.steps):
         if step == warmup:
             sync()
             t0 = time.perf_counter()
         batch = {k: v.to(device) for k, v in batches(step, 0, 0, 1).items()}
-        with autocast:
+        with cast:
             loss = lm_loss(runner, batch)
         loss.backward()
         opt.step()
@@ -72,7 +71,7 @@ def main():
         torch.manual_seed(0)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            train(GPT(model_cfg), tcfg, batches, lm_loss, Path(tmp), device=device, metrics_path=Path(tmp) / "m.jsonl", desc="ours")
+            train(GPT(model_cfg), tcfg, batches, lm_loss, Path(tmp), device=device, dtype=cfg.dtype, metrics_path=Path(tmp) / "m.jsonl", desc="ours")
             sync()
             return time.perf_counter() - t0
 

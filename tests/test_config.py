@@ -62,3 +62,16 @@ def test_rl_settings_may_change_in_a_finished_run_and_old_configs_gain_new_secti
     later, _ = parse("--run-dir", str(tmp_path), "--ppo.kl_coef", "0.5")
     assert later.ppo.kl_coef == 0.5 and later.ppo.iterations == config.preset("tiny").ppo.iterations
     checkpoint.record_config(tmp_path, later)  # PPO runs are named by their own settings: nothing to refuse
+
+
+def test_a_field_added_since_a_run_began_takes_the_preset_value(tmp_path):
+    cfg, _ = parse("--preset", "gpu", "--run-dir", str(tmp_path))
+    recorded = config.to_dict(cfg)
+    del recorded["dtype"], recorded["sft"]["compile"]  # a run directory from before these fields existed
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    later, _ = parse("--run-dir", str(tmp_path))
+    assert (later.dtype, later.sft.compile) == ("bfloat16", True)  # the gpu preset's, not the dataclass defaults
+    checkpoint.record_config(tmp_path, later)  # the same run: accepted
+    later.dtype = "float32"
+    with pytest.raises(SystemExit, match="dtype: recorded 'bfloat16', now 'float32'"):
+        checkpoint.record_config(tmp_path, later)

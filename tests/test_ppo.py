@@ -28,7 +28,7 @@ class TargetShare(nn.Module):
     def forward(self, idx, attention_mask):
         T = idx.size(1)
         n_response = attention_mask.sum(dim=1) - PROMPT_LEN  # left-padded: the response is the last n columns
-        in_response = torch.arange(T)[None] >= T - n_response[:, None]
+        in_response = torch.arange(T, device=idx.device)[None] >= T - n_response[:, None]
         return ((idx == TARGET) & in_response).sum(dim=1).float() / n_response
 
 
@@ -38,12 +38,12 @@ def toy_prompts(n: int, seed: int):
     return prompt, torch.ones_like(prompt, dtype=torch.bool)
 
 
-def toy_trainer(seed: int = 0, **overrides) -> PPOTrainer:
+def toy_trainer(seed: int = 0, device: str = "cpu", dtype: str = "float32", **overrides) -> PPOTrainer:
     torch.manual_seed(seed)
-    policy = GPT(TINY)
+    policy = GPT(TINY).to(device)
     cfg = PPOConfig(**{"batch_size": 32, "minibatch_size": 8, "epochs": 4, "lr": 3e-3, "kl_coef": 0.01,
                        "max_new_tokens": 4, "missing_eot_penalty": 0.0, **overrides})
-    return PPOTrainer(cfg, policy, copy.deepcopy(policy), ValueModel.from_policy(policy), TargetShare(), EOT, PAD, seed)
+    return PPOTrainer(cfg, policy, copy.deepcopy(policy), ValueModel.from_policy(policy), TargetShare(), EOT, PAD, seed, dtype)
 
 
 @torch.no_grad()

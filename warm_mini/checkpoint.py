@@ -70,7 +70,7 @@ def record_config(run_dir: Path, cfg: config_lib.Config) -> None:
     path = Path(run_dir) / "config.json"
     new = config_lib.to_dict(cfg)
     if path.exists():
-        old = json.loads(path.read_text())
+        old = config_lib.to_dict(config_lib.from_dict(json.loads(path.read_text())))  # fields added since: the preset's
         diffs = list(_differences(old, new))
         if diffs:
             lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, a, b in diffs)

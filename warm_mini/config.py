@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PRESETS = ("tiny", "cpu", "gpu")
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -187,6 +188,8 @@ class Config:
     """seed for the world, the tokenizer's text sample and every training run"""
     device: str = "cpu"
     """torch device: cuda when available, else cpu"""
+    dtype: str = "float32"
+    """float32, or bfloat16: autocast of the forward passes of training and PPO (the gpu preset's; CPUs run it too, slowly)"""
     world: WorldConfig = field(default_factory=WorldConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -219,6 +222,7 @@ def preset(name: str) -> Config:
         return Config(
             preset=name,
             device="cuda",
+            dtype="bfloat16",
             world=WorldConfig(n_docs=100_000),
             tokenizer=TokenizerConfig(vocab_size=4096, train_chars=4_000_000),
             model=ModelConfig(n_layer=8, n_head=8, n_embd=512),
@@ -259,6 +263,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, default=None, help="where every stage reads and writes (default: runs/<preset>)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: 0)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", choices=DTYPES, default=None, help="autocast dtype of training and PPO (default: the preset's)")
     presets = {name: preset(name) for name in PRESETS}
     for section_name, section in _sections(Config()):
         group = parser.add_argument_group(f"{section_name} overrides", section.__doc__)
@@ -300,6 +305,8 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
         raise SystemExit(f"error: {run_dir} holds a {cfg.preset} run, not {args.preset}; choose another --run-dir")
     if args.seed is not None:
         cfg.seed = args.seed
+    if args.dtype is not None:
+        cfg.dtype = args.dtype
     if args.device is not None:
         cfg.device = args.device
     elif cfg.device == "cuda" and not torch.cuda.is_available():
@@ -317,14 +324,14 @@ def to_dict(cfg: Config) -> dict:
 
 
 def from_dict(d: dict) -> Config:
-    """The config recorded in `d`; a section it lacks (added to warm-mini after the run began) takes its preset's defaults."""
+    """The config recorded in `d`; a field or section it lacks (added to warm-mini after the run began) takes its preset's value."""
     cfg = preset(d.get("preset", "cpu"))
     for k, v in d.items():
         if not isinstance(v, dict):
             setattr(cfg, k, v)
     for section_name, section in _sections(cfg):
         if section_name in d:
-            setattr(cfg, section_name, type(section)(**d[section_name]))
+            setattr(cfg, section_name, dataclasses.replace(section, **d[section_name]))
     return cfg
 
 

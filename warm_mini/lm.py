@@ -55,7 +55,7 @@ def pretrain(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Enco
         block = cfg.model.block_size
         train_batches = data.window_batches(stream, block, cfg.pretrain.batch_size, cfg.pretrain.grad_accum, cfg.seed)
         val_batches = data.window_batches(val_stream, block, cfg.pretrain.batch_size, 1, cfg.seed + 1)
-        return train(model, cfg.pretrain, train_batches, lm_loss, out, device=cfg.device,
+        return train(model, cfg.pretrain, train_batches, lm_loss, out, device=cfg.device, dtype=cfg.dtype,
                      eval_fn=lambda m: {"val/loss": _mean_loss(m, val_batches, cfg.device)},
                      metrics_path=Path(run_dir) / "metrics" / "pretrain.jsonl", desc="pretrain",
                      extra_state={"model_config": dataclasses.asdict(model_cfg)})
@@ -78,7 +78,7 @@ def sft(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding)
                              f"{cfg.model.block_size}; raise it, or --tokenizer.vocab_size (shorter tokenizations)")
         train_batches = data.sft_batches(examples, pad, cfg.sft.batch_size, cfg.sft.grad_accum, cfg.seed)
         val_batches = data.sft_batches(data.sft_examples(enc, splits.val, cfg.seed + 1), pad, cfg.sft.batch_size, 1, cfg.seed + 1)
-        return train(model, cfg.sft, train_batches, lm_loss, out, device=cfg.device,
+        return train(model, cfg.sft, train_batches, lm_loss, out, device=cfg.device, dtype=cfg.dtype,
                      eval_fn=lambda m: {"val/loss": _mean_loss(m, val_batches, cfg.device)},
                      metrics_path=Path(run_dir) / "metrics" / "sft.jsonl", desc="sft",
                      extra_state={"model_config": dataclasses.asdict(model.config)})

@@ -16,7 +16,6 @@ caller (warm_mini/rl.py) scores them for evaluation. The settings are `PPOConfig
 logits / temperature, in float32, so the KL that is penalised is the KL of the sampling distributions.
 """
 
-import contextlib
 import copy
 import time
 
@@ -25,7 +24,7 @@ import torch.nn as nn
 
 from warm_mini.config import PPOConfig
 from warm_mini.model import GPT, generate, sequence_logprobs
-from warm_mini.train import param_groups
+from warm_mini.train import autocast, param_groups
 
 
 # ----------------------------------------------------------------------------- the pieces of one iteration
@@ -207,7 +206,8 @@ class PPOTrainer:
     value_model: a ValueModel (trained with the policy); reward_model: any module with the reward interface
     `reward_model(idx, attention_mask) -> (B,)` on left-padded prompt + response rows (a RewardModel, a WARM
     merge, an Ensemble, the oracle). The reference and the reward model are frozen here (requires_grad off).
-    `seed` seeds the sampling and the minibatch order.
+    `seed` seeds the sampling and the minibatch order; `dtype` is the autocast dtype of the forward passes
+    (train.autocast; log-probabilities are taken in float32 either way).
 
     The caller's loop draws `cfg.batch_size` prompts per step, `cfg.iterations` times; it also scores the
     returned responses with any control reward (the oracle), which the trainer never sees.
@@ -217,7 +217,7 @@ class PPOTrainer:
     """
 
     def __init__(self, cfg: PPOConfig, policy: GPT, ref_policy: GPT, value_model: ValueModel, reward_model: nn.Module,
-                 eot_id: int, pad_id: int, seed: int = 0):
+                 eot_id: int, pad_id: int, seed: int = 0, dtype: str = "float32"):
         self.cfg = cfg
         self.policy, self.ref_policy, self.value_model, self.reward_model = policy, ref_policy, value_model, reward_model
         self.eot_id, self.pad_id = eot_id, pad_id
@@ -230,8 +230,7 @@ class PPOTrainer:
         groups = param_groups(policy, cfg.weight_decay) + param_groups(value_model, cfg.weight_decay)
         self.params = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
-        # bf16 on CUDA, as in train.py; log-probabilities are taken in float32 either way
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
+        self.autocast = autocast(str(self.device), dtype)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # sampling, on the policy's device
         self.shuffle_generator = torch.Generator().manual_seed(seed)  # minibatch order
         self.iteration = 0

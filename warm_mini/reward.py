@@ -239,7 +239,7 @@ def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pa
         model.head.load_state_dict(head)
         tcfg = dataclasses.replace(cfg.rm_train, lr=recipe["lr"])
         batches = pair_batches(enc, splits.train, pairs["train"], tcfg.batch_size, tcfg.grad_accum, recipe["data_seed"])
-        train(model, tcfg, batches, rm_loss, run_dir / "rm" / f"train_{i}", device=cfg.device,
+        train(model, tcfg, batches, rm_loss, run_dir / "rm" / f"train_{i}", device=cfg.device, dtype=cfg.dtype,
               eval_fn=lambda m: {"val/accuracy": val_accuracy(m)}, metrics_path=run_dir / "metrics" / f"rm_{i}.jsonl",
               desc=f"rm {i} (lr {recipe['lr']:g}, dropout {recipe['dropout']:g}, init {recipe['init']})",
               extra_state={**meta, **recipe}, data_parallel=False)

@@ -102,7 +102,7 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
     trainer = PPOTrainer(dataclasses.replace(cfg.ppo, kl_coef=kl_coef), policy, copy.deepcopy(policy),
                          ValueModel.from_policy(policy),
                          reward.load_reward_source(source, run_dir, device, enc, splits.train + splits.val),
-                         eot, pad, seed=cfg.seed)
+                         eot, pad, seed=cfg.seed, dtype=cfg.dtype)
     eval_docs = splits.val[: cfg.rlhf.eval_docs]
 
     def evaluate_and_save():

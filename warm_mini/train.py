@@ -85,6 +85,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, cfg.beta2), fused=True)
 
 
+def autocast(device: str, dtype: str):
+    """Forward passes in `dtype` where it pays (matmuls, attention) and float32 elsewhere; the weights, their
+    gradients and the optimizer stay float32. bfloat16 needs no loss scaling (float32's exponent range)."""
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_frac at the last step."""
     if step < cfg.warmup_steps:
@@ -134,6 +142,7 @@ def train(
     out_dir: Path,
     *,
     device: str = "cpu",
+    dtype: str = "float32",
     eval_fn: Callable[[torch.nn.Module], dict] | None = None,
     metrics_path: Path | None = None,
     desc: str = "train",
@@ -170,9 +179,7 @@ def train(
         runner = torch.nn.parallel.DistributedDataParallel(model)
     if cfg.compile:
         runner = torch.compile(runner)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
-    )
+    cast = autocast(device, dtype)
 
     def save_state():
         if rank == 0:
@@ -197,7 +204,7 @@ def train(
             tokens += batch["idx"].numel() if "idx" in batch else 0
             # Gradients are all-reduced on the last micro-step only.
             sync = micro == cfg.grad_accum - 1 or world == 1
-            with (contextlib.nullcontext() if sync else runner.no_sync()), autocast:
+            with (contextlib.nullcontext() if sync else runner.no_sync()), cast:
                 loss = loss_fn(runner, batch) / cfg.grad_accum
             loss.backward()
             loss_sum += loss.item()
@@ -214,7 +221,7 @@ def train(
         record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": float(grad_norm), "perf/tokens_per_s": tokens * world / dt}
         if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             model.eval()
-            with torch.no_grad(), autocast:
+            with torch.no_grad(), cast:
                 record.update(eval_fn(model))
             model.train()
         if rank == 0 and metrics_path is not None:
