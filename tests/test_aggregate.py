@@ -1,0 +1,85 @@
+"""scripts/aggregate.py's arithmetic: seeds line up by role (the best RM of each run), mean and sd are right,
+and every file of results/ is written; on small hand-made run directories."""
+
+import json
+import math
+
+import pytest
+
+from warm_mini import aggregate, report
+
+SPLITS = ["train (corrupted labels)", "train (clean labels)", "val", "test", "ood"]
+
+
+def fake_run(path, seed: int, corrupt: float, best: int, x: float):
+    """A finished run's files; `x` shifts every number so that seeds differ. RM `best` ranks first."""
+    (path / "warm").mkdir(parents=True)
+    (path / "rlhf").mkdir()
+    (path / "config.json").write_text(json.dumps({"seed": seed, "rm": {"corrupt": corrupt}}))
+    (path / "warm" / "summary.json").write_text(json.dumps({"ranked": [best, 1 - best]}))
+    acc = {"RM 0": 0.60, "RM 1": 0.50, "ENS M=2": 0.55, "WARM M=2": 0.58}
+    report.write_csv([{"model": m, **{s: a + x for s in SPLITS}} for m, a in acc.items()], path / "warm" / "accuracy.csv")
+    report.write_csv([{"pair": "data order", "lambda": lam, "WA": 0.5 + x + 0.1 * (lam == 0.5), "ENS": 0.5 + x}
+                      for lam in (0.0, 0.5, 1.0)], path / "warm" / "lmc.csv")
+    report.write_csv([{"proxy": p, "n": n, "kl_bon": 0.0, "control": c + x * n}
+                      for p, c in (("RM 0", 0.3), ("RM 1", 0.1), ("ENS M=2", 0.2), ("WARM M=2", 0.25), ("oracle", 0.9))
+                      for n in (1, 2)], path / "rlhf" / "bon.csv")
+    report.write_csv([{"run": r, "kl_coef": 0.02, "iteration": it, "eval/control_reward": c + x, "eval/proxy_reward": 0.0, "eval/kl": kl}
+                      for r in (f"RM {best}", "WARM M=2") for it, kl, c in ((0, 0.0, 0.6), (5, 2.0, 0.7), (10, 4.0, 0.4))],
+                     path / "rlhf" / "ppo_eval.csv")
+    report.write_csv([{"a": "WARM M=2 final", "b": f"RM {best} final", "win_rate": 0.5 + x, "low": 0.4, "high": 0.6, "docs": 10},
+                      {"a": "WARM M=2 final", "b": "SFT", "win_rate": 0.6 + x, "low": 0.5, "high": 0.7, "docs": 10}],
+                     path / "rlhf" / "win_rates.csv")
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    # the two clean seeds rank different RMs first; the best RM's numbers follow the role, not the index
+    return [fake_run(tmp_path / "s0", 0, 0.0, best=0, x=0.0), fake_run(tmp_path / "s1", 1, 0.0, best=1, x=0.02),
+            fake_run(tmp_path / "c0", 0, 0.25, best=0, x=0.0)]
+
+
+def test_seeds_line_up_by_role_with_mean_and_sd(runs):
+    loaded = [aggregate.Run.load(p) for p in runs]
+    assert [r.setting for r in loaded] == ["clean", "clean", "25% corrupted"]
+    acc = {(r["setting"], r["model"], r["split"]): r for r in aggregate.accuracy(loaded)}
+    best = acc[("clean", "best RM", "val")]
+    assert best["n"] == 2 and best["mean"] == pytest.approx((0.60 + 0.52) / 2)  # seed 0's RM 0, seed 1's RM 1
+    assert best["sd"] == pytest.approx(math.sqrt(2) * 0.04)  # sample sd of two values: |a - b| / sqrt(2)
+    assert acc[("clean", "mean RM", "val")]["mean"] == pytest.approx((0.55 + 0.57) / 2)
+    assert acc[("25% corrupted", "WARM M=2", "val")]["n"] == 1 and math.isnan(acc[("25% corrupted", "WARM M=2", "val")]["sd"])
+
+    lmc = {(r["setting"], r["pair"], r["lambda"]): r for r in aggregate.lmc(loaded)}
+    assert lmc[("clean", "data order", 0.5)]["WA - diagonal mean"] == pytest.approx(0.1)
+    assert lmc[("clean", "mean of pairs", 0.5)]["WA - diagonal mean"] == pytest.approx(0.1)
+
+    bon = {(r["setting"], r["proxy"], r["N"]): r for r in aggregate.best_of_n(loaded)}
+    assert bon[("clean", "best RM", 2)]["mean"] == pytest.approx((0.3 + 0.1 + 0.04) / 2)
+    assert bon[("clean", "mean RM", 1)]["mean"] == pytest.approx((0.2 + 0.22) / 2)
+
+    curve, summary = aggregate.control_vs_kl(loaded)
+    at = {(r["setting"], r["source"], r["kl"]): r for r in curve}
+    assert at[("clean", "best RM", 1.0)]["mean"] == pytest.approx(0.65 + 0.01)  # halfway between KL 0 and 2
+    assert {r["source"] for r in summary} == {"best RM", "WARM M=2"}
+
+    wins = {(r["setting"], r["a"], r["b"]): r for r in aggregate.win_rates(loaded)}
+    assert wins[("clean", "WARM M=2 final", "best RM final")]["per seed"] == "0.500 0.520"
+
+
+def test_results_are_written_with_the_command_that_made_them(runs, tmp_path):
+    out = tmp_path / "results"
+    readme = aggregate.write_results(runs, out, "python scripts/aggregate.py s0 s1 c0")
+    text = readme.read_text()
+    assert "python scripts/aggregate.py s0 s1 c0" in text and "## Headline: ours against the paper" in text
+    for name in ("accuracy", "lmc", "bon", "control_vs_kl", "ppo_summary", "win_rates"):
+        assert report.read_csv(out / f"{name}.csv"), name
+    if report.pyplot() is not None:
+        for name in ("accuracy", "lmc", "bon", "control_vs_kl", "win_rates"):
+            assert (out / f"{name}.png").exists() and f"]({name}.png)" in text, name
+
+
+def test_an_unfinished_run_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(FileNotFoundError, match="missing config.json"):
+        aggregate.Run.load(tmp_path / "run")
