@@ -66,6 +66,12 @@ def test_seeds_line_up_by_role_with_mean_and_sd(runs):
     wins = {(r["setting"], r["a"], r["b"]): r for r in aggregate.win_rates(loaded)}
     assert wins[("clean", "WARM M=2 final", "best RM final")]["per seed"] == "0.500 0.520"
 
+    # The headline's claims are differences within a run: seed 1's WARM against its own best RM (RM 1).
+    claims = {claim: v for (claim, _), v in aggregate.claims(loaded[1]).items()}
+    assert claims["OOD accuracy: WARM M=2 minus best RM"] == pytest.approx(0.58 - 0.50)
+    assert claims["PPO, best RM: best held-out control minus SFT's"] == pytest.approx(0.7 - 0.6)
+    assert claims["PPO, WARM M=2: final held-out control minus SFT's"] == pytest.approx(0.4 - 0.6)
+
 
 def test_results_are_written_with_the_command_that_made_them(runs, tmp_path):
     out = tmp_path / "results"

@@ -20,19 +20,6 @@ from warm_mini.rm_eval import COLUMNS
 NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv", "warm/lmc.csv", "rlhf/bon.csv",
           "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
 
-# What the paper reports for the same comparisons (Ramé et al. 2024; ../shared/paper.md).
-PAPER = {
-    "lmc": "above the diagonal for every pair; WA ≈ ENS",
-    "memorisation": "WA agrees far less than ENS with the flipped labels",
-    "ood": "WA ≥ ENS",
-    "bon": "WARM M=6 > WARM M=2 > ENS M=2 > single RMs",
-    "ppo": "single RMs rise then collapse; WARM pushes the control-KL front up and to the left",
-    ("WARM M=6", "best RM"): "0.794",
-    ("WARM M=6", "SFT"): "0.998",
-    ("best RM", "SFT"): "0.985",
-}
-
-
 @dataclass
 class Run:
     """One finished run directory and what aggregation needs to know about it."""
@@ -320,7 +307,7 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
              + "; ".join(f"{s}: seeds {', '.join(str(r.seed) for r in g)}" for s, g in groups.items())
              + ". Every cell is the mean over seeds ± the sample standard deviation; figures shade one sd. "
              "Every file here (CSV, PNG, this page) was written by that command.", "",
-             "## Headline: ours against the paper", "", report.markdown_table(headline(tables)), ""]
+             "## Headline: ours against the paper", "", report.markdown_table(headline(runs)), ""]
 
     def section(title, text, table, figure=None):
         lines.extend([f"## {title}", "", text, "", report.markdown_table(table), ""])
@@ -357,41 +344,54 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
     return path
 
 
-def headline(tables: dict) -> list[dict]:
-    """One row per claim of the paper: the paper's finding beside ours (clean, and corrupted where it applies)."""
-    def cell(table, setting, **match):
-        rows = [r for r in tables[table] if r["setting"] == setting and all(r[k] == v for k, v in match.items())]
-        return rows[0] if rows else None
+def claims(run: Run) -> dict[tuple[str, str], float]:
+    """The paper's claims measured on one run, as {(claim, the paper's finding): number}.
 
-    settings = list(dict.fromkeys(r["setting"] for r in tables["accuracy"]))
-    corrupted = next((s for s in settings if s != "clean"), None)
-    rows = []
+    Comparisons are differences within the run (paired by seed), so that what moves a whole seed (a weaker
+    SFT policy, say) cancels. M is the largest average the run made (all its RMs).
+    """
+    acc = {r["model"]: r for r in run.rows("warm/accuracy.csv")}
+    m = max(int(k.split("=")[1]) for k in acc if k.startswith("WARM M="))
+    warm, ens = f"WARM M={m}", f"ENS M={m}"
+    lmc_rows = [r for r in run.rows("warm/lmc.csv")]
+    gaps = []
+    for pair in dict.fromkeys(r["pair"] for r in lmc_rows):
+        pts = {r["lambda"]: r["WA"] for r in lmc_rows if r["pair"] == pair}
+        gaps.append(pts[0.5] - (pts[0.0] + pts[1.0]) / 2)
+    bon = run.rows("rlhf/bon.csv")
+    n_max = max(r["n"] for r in bon)
+    at_n = {r["proxy"]: r["control"] for r in bon if r["n"] == n_max}
+    wins = {(r["a"], r["b"]): r["win_rate"] for r in run.rows("rlhf/win_rates.csv")}
+    out = {
+        ("LMC: WA minus the diagonal at λ = 0.5, mean of the pairs", "> 0"): float(np.mean(gaps)),
+        ("memorisation: agreement with the flipped labels, WARM M=2 minus ENS M=2", "< 0, far"):
+            acc["WARM M=2"]["train (corrupted labels)"] - acc["ENS M=2"]["train (corrupted labels)"],
+        (f"OOD accuracy: {warm} minus {ens}", "≥ 0"): acc[warm]["ood"] - acc[ens]["ood"],
+        (f"OOD accuracy: {warm} minus best RM", "> 0"): acc[warm]["ood"] - acc["best RM"]["ood"],
+        (f"Best-of-{n_max} control: {warm} minus best RM", "> 0"): at_n.get(warm, math.nan) - at_n["best RM"],
+        (f"Best-of-{n_max} control: {warm} minus {ens}", "> 0"): at_n.get(warm, math.nan) - at_n.get(ens, math.nan),
+    }
+    evals = {}
+    for r in run.rows("rlhf/ppo_eval.csv"):
+        evals.setdefault(r["run"], []).append(r)
+    for source in (warm, ens, "best RM"):
+        rows = sorted(evals.get(source, []), key=lambda r: r["iteration"])
+        if rows:  # iteration 0 is the SFT policy
+            out[(f"PPO, {source}: best held-out control minus SFT's", "> 0, WARM highest")] = \
+                max(r["eval/control_reward"] for r in rows) - rows[0]["eval/control_reward"]
+            out[(f"PPO, {source}: final held-out control minus SFT's", "WARM holds up longest")] = \
+                rows[-1]["eval/control_reward"] - rows[0]["eval/control_reward"]
+    for a, b, paper in ((f"{warm} final", "best RM final", "0.794"), (f"{warm} final", "SFT", "0.998"),
+                        ("best RM final", "SFT", "0.985"), (f"{warm} final", f"{ens} final", "> 0.5"),
+                        (f"{warm} best", "best RM best", "")):
+        out[(f"win rate: {a} vs {b}", paper)] = wins.get((a, b), math.nan)
+    return out
 
-    def add(claim, paper, ours):
-        rows.append({"claim": claim, "paper": paper, **{s: ours(s) for s in settings}})
 
-    def gap(table, setting, key_a, key_b, **match):
-        a, b = cell(table, setting, **{**match, **key_a}), cell(table, setting, **{**match, **key_b})
-        return f"{fmt(a)} vs {fmt(b)}" if a and b else "-"
-
-    add("LMC: WA at λ=0.5 minus the diagonal, mean of the 4 pairs", PAPER["lmc"],
-        lambda s: fmt(_lmc_gap(cell("lmc", s, pair="mean of pairs", **{"lambda": 0.5}))))
-    if corrupted:
-        rows.append({"claim": "memorisation: agreement with flipped labels, WARM M=2 vs ENS M=2", "paper": PAPER["memorisation"],
-                     **{s: gap("accuracy", s, {"model": "WARM M=2"}, {"model": "ENS M=2"}, split="train (corrupted labels)")
-                        if s == corrupted else "-" for s in settings}})
-    add("OOD accuracy, WARM M=6 vs ENS M=6", PAPER["ood"], lambda s: gap("accuracy", s, {"model": "WARM M=6"}, {"model": "ENS M=6"}, split="ood"))
-    add("OOD accuracy, WARM M=6 vs best RM", "WARM above", lambda s: gap("accuracy", s, {"model": "WARM M=6"}, {"model": "best RM"}, split="ood"))
-    n_max = max(r["N"] for r in tables["bon"])
-    add(f"Best-of-{n_max} control, WARM M=6 vs ENS M=6 vs best RM", PAPER["bon"],
-        lambda s: " vs ".join(fmt(cell("bon", s, proxy=p, N=n_max) or {"n": 0}) for p in ("WARM M=6", "ENS M=6", "best RM")))
-    add("PPO best held-out control, WARM M=6 vs ENS M=6 vs best RM", PAPER["ppo"],
-        lambda s: " vs ".join((cell("ppo_summary", s, source=p) or {"best control": "-"})["best control"] for p in ("WARM M=6", "ENS M=6", "best RM")))
-    add("PPO final held-out control, WARM M=6 vs ENS M=6 vs best RM", "WARM holds up longest",
-        lambda s: " vs ".join((cell("ppo_summary", s, source=p) or {"final control": "-"})["final control"] for p in ("WARM M=6", "ENS M=6", "best RM")))
-    for a, b in [("WARM M=6", "best RM"), ("WARM M=6", "SFT"), ("best RM", "SFT"), ("WARM M=6", "ENS M=6")]:
-        for when in ("final", "best"):
-            b_name = b if b == "SFT" else f"{b} {when}"
-            add(f"win rate {a} {when} vs {b_name}", PAPER.get((a, b), "above 0.5") if when == "final" else "",
-                lambda s: fmt(cell("win_rates", s, a=f"{a} {when}", b=b_name) or {"n": 0}))
-    return rows
+def headline(runs: list[Run]) -> list[dict]:
+    """One row per claim: the paper's finding beside ours, mean ± sd over seeds in each setting ("-": not measured)."""
+    per_setting = {setting: [claims(r) for r in group] for setting, group in by_setting(runs).items()}
+    keys = list(dict.fromkeys(k for measured in per_setting.values() for c in measured for k in c))
+    return [{"claim": claim, "paper": paper, **{setting: fmt(stats(c.get((claim, paper)) for c in measured))
+                                                 for setting, measured in per_setting.items()}}
+            for claim, paper in keys]
