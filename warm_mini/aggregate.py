@@ -20,6 +20,7 @@ from warm_mini.rm_eval import COLUMNS
 NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv", "warm/lmc.csv", "rlhf/bon.csv",
           "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
 
+
 @dataclass
 class Run:
     """One finished run directory and what aggregation needs to know about it."""
