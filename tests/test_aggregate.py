@@ -55,12 +55,13 @@ def test_seeds_line_up_by_role_with_mean_and_sd(runs):
     assert lmc[("clean", "mean of pairs", 0.5)]["WA - diagonal mean"] == pytest.approx(0.1)
 
     bon = {(r["setting"], r["proxy"], r["N"]): r for r in aggregate.best_of_n(loaded)}
-    assert bon[("clean", "best RM", 2)]["mean"] == pytest.approx((0.3 + 0.1 + 0.04) / 2)
-    assert bon[("clean", "mean RM", 1)]["mean"] == pytest.approx((0.2 + 0.22) / 2)
+    assert bon[("clean", "best RM", 2)]["control"] == pytest.approx((0.3 + 0.1 + 0.04) / 2)
+    assert bon[("clean", "best RM", 2)]["mean"] == pytest.approx((0.0 + 0.02) / 2)  # the gain over N = 1, per seed
+    assert bon[("clean", "mean RM", 1)]["control"] == pytest.approx((0.2 + 0.22) / 2)
 
     curve, summary = aggregate.control_vs_kl(loaded)
     at = {(r["setting"], r["source"], r["kl"]): r for r in curve}
-    assert at[("clean", "best RM", 1.0)]["mean"] == pytest.approx(0.65 + 0.01)  # halfway between KL 0 and 2
+    assert at[("clean", "best RM", 1.0)]["mean"] == pytest.approx(0.05)  # halfway to KL 2, minus SFT's control
     assert {r["source"] for r in summary} == {"best RM", "WARM M=2"}
 
     wins = {(r["setting"], r["a"], r["b"]): r for r in aggregate.win_rates(loaded)}

@@ -122,28 +122,35 @@ def lmc(runs: list[Run]) -> list[dict]:
 
 
 def best_of_n(runs: list[Run]) -> list[dict]:
-    """Fig. 6: control reward of the Best-of-N pick against KL_BoN for the best RM, the mean RM, ENS, WARM and the oracle."""
+    """Fig. 6: control reward of the Best-of-N pick against KL_BoN for the best RM, the mean RM, ENS, WARM and the
+    oracle. mean/sd/n are of the gain over N = 1 (plain sampling) within each seed, since seeds' SFT policies
+    differ far more than proxies do; `control` is the mean control reward itself."""
     out = []
     for setting, group in by_setting(runs).items():
-        curves = {}  # (proxy, n) -> [control per seed]
+        curves = {}  # (proxy, n) -> [(control, gain over N=1) per seed]
         for run in group:
             rows = run.rows("rlhf/bon.csv")
-            for n in sorted({r["n"] for r in rows}):
-                at_n = [r for r in rows if r["n"] == n]
-                singles = [r["control"] for r in at_n if r["proxy"].startswith(("RM ", "best RM"))]
-                for proxy, control in [("mean RM", float(np.mean(singles)))] + [(r["proxy"], r["control"]) for r in at_n if not r["proxy"].startswith("RM ")]:
-                    curves.setdefault((proxy, n), []).append(control)
+            ns = sorted({r["n"] for r in rows})
+            table = {(r["proxy"], r["n"]): r["control"] for r in rows}
+            singles = [p for p in dict.fromkeys(r["proxy"] for r in rows) if p.startswith(("RM ", "best RM"))]
+            for n in ns:
+                table[("mean RM", n)] = float(np.mean([table[(p, n)] for p in singles]))
+            for (proxy, n), control in table.items():
+                if not proxy.startswith("RM "):
+                    curves.setdefault((proxy, n), []).append((control, control - table[(proxy, ns[0])]))
         for (proxy, n) in sorted(curves, key=lambda k: (_model_order(k[0]), k[1])):
-            out.append({"setting": setting, "proxy": proxy, "N": n, "kl_bon": math.log(n) - (n - 1) / n, **stats(curves[(proxy, n)])})
+            controls, gains = zip(*curves[(proxy, n)])
+            out.append({"setting": setting, "proxy": proxy, "N": n, "kl_bon": math.log(n) - (n - 1) / n,
+                        "control": float(np.mean(controls)), **stats(gains)})
     return out
 
 
 def control_vs_kl(runs: list[Run], step: float = 1.0) -> tuple[list[dict], list[dict]]:
     """Fig. 8: held-out control reward of each PPO run against its KL to SFT.
 
-    Returns (curve, summary). curve: the control reward interpolated at KL 0, step, 2 step, ... (a seed counts
-    at a KL only if its run reached it, so n falls along the curve). summary per source: the best held-out
-    evaluation (control and KL there) and the last one.
+    Returns (curve, summary). curve: each seed's control reward minus its SFT policy's (iteration 0),
+    interpolated at KL 0, step, 2 step, ... up to the KL that every seed reached. summary per source: the
+    best held-out evaluation (control and KL there) and the last one.
     """
     curve, summary = [], []
     for setting, group in by_setting(runs).items():
@@ -152,12 +159,12 @@ def control_vs_kl(runs: list[Run], step: float = 1.0) -> tuple[list[dict], list[
             rows = run.rows("rlhf/ppo_eval.csv")
             for source in dict.fromkeys(r["run"] for r in rows):
                 evals.setdefault(source, []).append(sorted((r for r in rows if r["run"] == source), key=lambda r: r["iteration"]))
-        top = max(r["eval/kl"] for seeds in evals.values() for rows in seeds for r in rows)
-        grid = [i * step for i in range(int(top / step) + 1)]
         for source in sorted(evals, key=_model_order):
             seeds = evals[source]
-            for kl in grid:
-                curve.append({"setting": setting, "source": source, "kl": kl, **stats(report.control_at_kl(rows, kl) for rows in seeds)})
+            reached = min(max(r["eval/kl"] for r in rows) for rows in seeds)
+            for kl in (i * step for i in range(int(reached / step) + 1)):
+                gains = (report.control_at_kl(rows, kl) - rows[0]["eval/control_reward"] for rows in seeds)
+                curve.append({"setting": setting, "source": source, "kl": kl, **stats(gains)})
             best = [max(rows, key=lambda r: r["eval/control_reward"]) for rows in seeds]
             summary.append({"setting": setting, "source": source, "n": len(seeds),
                             "best control": fmt(stats(r["eval/control_reward"] for r in best)),
@@ -257,8 +264,9 @@ def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
     axes[0][0].legend(fontsize=7)
     done(plt, fig, "accuracy.png")
 
-    for name, table, x, xlabel, key in (("bon.png", tables["bon"], "kl_bon", "KL_BoN = log N - (N-1)/N", "proxy"),
-                                        ("control_vs_kl.png", tables["control_vs_kl"], "kl", "KL(policy || SFT)", "source")):
+    for name, table, x, xlabel, key, ylabel in (
+            ("bon.png", tables["bon"], "kl_bon", "KL_BoN = log N - (N-1)/N", "proxy", "control reward gain over N = 1"),
+            ("control_vs_kl.png", tables["control_vs_kl"], "kl", "KL(policy || SFT)", "source", "control reward minus SFT's")):
         settings = list(dict.fromkeys(r["setting"] for r in table))
         plt, fig, axes = _panels(len(settings))
         for ax, setting in zip(axes[0], settings):
@@ -267,7 +275,8 @@ def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
                 _band(ax, [r[x] for r in rows], rows, source)
             ax.set_title(setting)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("control reward")
+            ax.axhline(0, color="gray", linestyle=":")
+            ax.set_ylabel(ylabel)
         axes[0][0].legend(fontsize=7)
         done(plt, fig, name)
 
@@ -327,12 +336,14 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
             "better), the other columns agreement with the clean labels. ENS and WARM average the top M RMs.",
             pivot(tables["accuracy"], ["setting", "model"], "split"), "accuracy.png")
     section("Best-of-N (Fig. 6): `bon.csv`",
-            "Control reward of the sample each proxy picks among N SFT samples per test document; the oracle row picks by the "
-            "control reward itself. `mean RM` averages the single RMs' curves.",
+            "How much the control reward of the sample each proxy picks among N SFT samples per test document gains over "
+            "N = 1 (plain sampling), within each seed; the oracle row picks by the control reward itself (the ceiling). "
+            "`mean RM` averages the single RMs' curves; `control` in `bon.csv` is the level itself.",
             pivot(tables["bon"], ["setting", "proxy"], "N"), "bon.png")
     section("PPO: control reward against KL (Fig. 8): `control_vs_kl.csv`, `ppo_summary.csv`",
-            "Held-out control reward (validation documents) at each evaluation. `best`: each seed's best evaluation; `final`: "
-            "its last. The curve in the figure interpolates each seed at matched KL.",
+            "Held-out control reward (validation documents) at each evaluation; `start` is the SFT policy's. `best`: each "
+            "seed's best evaluation; `final`: its last. The figure plots each seed's control minus its SFT policy's, "
+            "interpolated at matched KL, up to the KL every seed reached.",
             tables["ppo_summary"], "control_vs_kl.png")
     section("Win rates (Fig. 9): `win_rates.csv`",
             "Share of test documents on which a's summary beats b's by the control reward (ties half), mean ± sd over seeds; "
