@@ -280,7 +280,7 @@ def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
         axes[0][0].legend(fontsize=7)
         done(plt, fig, name)
 
-    bars = [{"a": f"{r['a']}", "b": f"{r['b']} ({r['setting']})", "win_rate": r["mean"], "low": r["min"], "high": r["max"]}
+    bars = [{"a": r["a"], "b": f"{r['b']} ({r['setting']})", "win_rate": r["mean"], "low": r["min"], "high": r["max"]}
             for r in tables["win_rates"]]
     if report.win_rate_bars(bars, out_dir / "win_rates.png", note):
         paths.append(out_dir / "win_rates.png")
