@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from warm_mini import report
+from warm_mini.evaluate import bon_kl
 from warm_mini.rm_eval import COLUMNS
 
 NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv", "warm/lmc.csv", "rlhf/bon.csv",
@@ -140,7 +141,7 @@ def best_of_n(runs: list[Run]) -> list[dict]:
                     curves.setdefault((proxy, n), []).append((control, control - table[(proxy, ns[0])]))
         for (proxy, n) in sorted(curves, key=lambda k: (_model_order(k[0]), k[1])):
             controls, gains = zip(*curves[(proxy, n)])
-            out.append({"setting": setting, "proxy": proxy, "N": n, "kl_bon": math.log(n) - (n - 1) / n,
+            out.append({"setting": setting, "proxy": proxy, "N": n, "kl_bon": bon_kl(n),
                         "control": float(np.mean(controls)), **stats(gains)})
     return out
 
@@ -365,7 +366,7 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     acc = {r["model"]: r for r in run.rows("warm/accuracy.csv")}
     m = max(int(k.split("=")[1]) for k in acc if k.startswith("WARM M="))
     warm, ens = f"WARM M={m}", f"ENS M={m}"
-    lmc_rows = [r for r in run.rows("warm/lmc.csv")]
+    lmc_rows = run.rows("warm/lmc.csv")
     gaps = []
     for pair in dict.fromkeys(r["pair"] for r in lmc_rows):
         pts = {r["lambda"]: r["WA"] for r in lmc_rows if r["pair"] == pair}
