@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from warm_mini.config import ModelConfig
-from warm_mini.model import GPT, IGNORE_INDEX, attention_allowed, generate, sequence_logprobs
+from warm_mini.model import GPT, IGNORE_INDEX, attention_allowed, generate, packed_attention, sequence_logprobs
 
 ATOL = 1e-5
 V = 64
@@ -61,6 +61,26 @@ def test_every_query_sees_a_key():
     # a real query sees exactly the real keys at or before it
     assert allowed[1, 0, -1].tolist() == [False] * 5 + [True]
     assert allowed[2, 0, 4].tolist() == [False, False, False, True, True, False]
+
+
+def test_packed_responses_compute_what_each_computes_alone():
+    """[prompt | response 1 | response 2] plus right padding: every response's states equal those of
+    [prompt | response k] alone, the prompt's too, and a padding token changes nothing."""
+    model = tiny()
+    prompt, r1, r2 = random_rows([7, 4, 6])
+    idx = torch.tensor([prompt + r1 + r2 + [3, 3]])
+    segments = torch.tensor([[0] * 7 + [1] * 4 + [2] * 6 + [-1, -1]])
+    with torch.no_grad():
+        h = model.hidden_states(idx, segments=segments)[0]
+        h1 = model.hidden_states(torch.tensor([prompt + r1]))[0]
+        h2 = model.hidden_states(torch.tensor([prompt + r2]))[0]
+        torch.testing.assert_close(h[:11], h1, atol=ATOL, rtol=0)
+        torch.testing.assert_close(h[11:17], h2[7:], atol=ATOL, rtol=0)
+        assert torch.isfinite(h).all()
+    allowed, pos = packed_attention(segments)
+    assert pos[0, :17].tolist() == list(range(11)) + list(range(7, 13))
+    assert allowed[0, 0, 12].tolist() == [True] * 7 + [False] * 4 + [True, True] + [False] * 6  # response 2 sees no response 1
+    assert allowed[0, 0, 17].tolist() == [False] * 17 + [True, False]  # padding sees itself only
 
 
 def test_causality():

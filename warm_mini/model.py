@@ -82,6 +82,24 @@ def attention_allowed(key_mask: torch.Tensor, n_query: int) -> torch.Tensor:
     return allowed[:, None]  # (B, 1, T, S), broadcast over heads
 
 
+def packed_attention(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention mask (B, 1, T, T) and position ids (B, T) of packed rows [prompt | response 1 | ... | response K].
+
+    segments (B, T): 0 for prompt tokens, k >= 1 for the tokens of response k, -1 for padding (anywhere).
+    A token sees the earlier prompt tokens and the earlier tokens of its own segment, never another
+    response; its position is the number of tokens it sees before itself, so every response's positions
+    restart after the prompt. Each response thus computes exactly what [prompt | response k] alone would,
+    and K responses cost one prompt. Padding sees only itself (see attention_allowed).
+    """
+    T = segments.size(1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=segments.device).tril()  # (T, T)
+    q, k = segments[:, :, None], segments[:, None, :]  # (B, T, 1), (B, 1, T)
+    allowed = causal & (q >= 0) & (k >= 0) & ((k == 0) | (k == q))  # (B, T, T)
+    pos = (allowed.sum(-1) - 1).clamp(min=0)  # (B, T)
+    allowed = allowed | torch.eye(T, dtype=torch.bool, device=segments.device)
+    return allowed[:, None], pos
+
+
 def rotary_tables(head_dim: int, max_len: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin (max_len, head_dim / 2) of the rotary angles pos * base^(-2i / head_dim)."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (hd/2,)
@@ -191,19 +209,25 @@ class GPT(nn.Module):
         max_len = max_len or self.config.block_size
         return KVCache(self.config.n_layer, batch_size, max_len, self.tok_emb.weight.device)
 
-    def hidden_states(self, idx, attention_mask=None, cache=None):
+    def hidden_states(self, idx, attention_mask=None, cache=None, segments=None):
         """Final hidden states (B, T, C) after the last LayerNorm.
 
         idx: (B, T) token ids; attention_mask: (B, T), None = all real. With a cache, idx holds only the
         new tokens (the whole padded prompt for the prefill, then one column per step) and their mask.
         Without a cache, an all-real mask (found with one host sync) takes the same fast path as None.
+        segments (B, T), instead of a mask: packed rows, one prompt and several responses (packed_attention).
         """
         B, T = idx.shape
         past = cache.length if cache is not None else 0
-        assert past + T <= self.config.block_size, f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}"
+        # (a packed row may be longer: its positions, checked below, restart for each response)
+        assert segments is not None or past + T <= self.config.block_size, \
+            f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}"
         if attention_mask is not None and cache is None and bool(attention_mask.all()):
             attention_mask = None  # all real: take the fast path below
-        if attention_mask is None and cache is None:
+        if segments is not None:
+            allowed, pos = packed_attention(segments)
+            assert int(pos.max()) < self.config.block_size, f"a packed response reaches position {int(pos.max())}, past block_size"
+        elif attention_mask is None and cache is None:
             pos = torch.arange(T, device=idx.device)[None]  # (1, T)
             allowed = None  # causal attention without a mask tensor
         else:
