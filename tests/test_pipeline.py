@@ -39,6 +39,12 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
                  *[f"prefs/{s}.pt" for s in ("train", "val", "test", "ood")], *[f"rm/rm_{i}.pt" for i in range(4)]]:
         assert (run_dir / path).exists(), path
     assert len(list((run_dir / "sft").glob("step_*.pt"))) >= 3  # the Baklava trajectory
+    # K = 3 summaries per training document: its 3 pairs share them, and each is labeled on its own oracle scores
+    train = prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "train.pt"))
+    cfg = config.preset("tiny")
+    assert train.doc == [i for i in range(cfg.rm.train_docs) for _ in range(3)]
+    assert train.a[0] == train.a[1] and train.b[0] == train.a[2] and train.b[1] == train.b[2]
+    assert len(prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt"))) == cfg.rm.val_pairs  # one pair per document
     for line in (run_dir / "metrics" / "sft.jsonl").read_text().splitlines():
         assert math.isfinite(json.loads(line)["loss"])
 

@@ -1,6 +1,7 @@
 """Reward models: head, Bradley-Terry loss, last-token reading, linear probe, normaliser, diversity, batches."""
 
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,8 @@ import torch
 from warm_mini import config, data, prefs, world
 from warm_mini import tokenizer as tok
 from warm_mini.config import ModelConfig
-from warm_mini.reward import (LMC_PAIRS, RewardModel, accuracy, bradley_terry_loss, diversity, linear_probe, normalise,
-                              pair_accuracy, pair_batches, rm_loss, score_pairs)
+from warm_mini.reward import (LMC_PAIRS, Comparisons, RewardModel, accuracy, bradley_terry_loss, comparison_batches, diversity,
+                              linear_probe, normalise, pair_accuracy, rm_loss, score_pairs, score_summaries)
 
 CFG = ModelConfig(vocab_size=300, block_size=64, n_layer=1, n_head=2, n_embd=16)
 
@@ -47,8 +48,8 @@ def test_linear_probe_fits_a_separable_direction():
     """Fixed features whose first channel tells chosen from rejected: the probe must find it."""
 
     class Fixed(RewardModel):
-        def features(self, idx, attention_mask=None):
-            return self.table[idx[:, -1]]
+        def features(self, idx, attention_mask=None, segments=None, ends=None):
+            return self.table[idx[:, -1] if segments is None else idx.gather(1, ends)]
 
     torch.manual_seed(0)
     rm = Fixed(CFG)
@@ -59,9 +60,10 @@ def test_linear_probe_fits_a_separable_direction():
                         score_b=torch.zeros(n), label=torch.ones(n, dtype=torch.bool), clean=torch.ones(n, dtype=torch.bool),
                         flipped=torch.zeros(n, dtype=torch.bool))
     enc, docs = _fake_enc(), [world.generate_documents(1, 0)[0]]
-    before = rm_loss(rm, pair_batches(enc, docs, pairs, n, 1, 0)(0, 0, 0, 1)).item()
+    batch = comparison_batches(enc, docs, pairs, 1, 1, 0)(0, 0, 0, 1)  # one document: all 64 pairs
+    before = rm_loss(rm, batch).item()
     rm.head.load_state_dict(linear_probe(rm, enc, docs, pairs, docs, pairs, steps=200, device="cpu"))
-    after = rm_loss(rm, pair_batches(enc, docs, pairs, n, 1, 0)(0, 0, 0, 1)).item()
+    after = rm_loss(rm, batch).item()
     assert after < 0.1 < before
     assert pair_accuracy(*score_pairs(rm, enc, docs, pairs), pairs.label) == 1.0
 
@@ -76,16 +78,48 @@ def test_normaliser_gives_mean_zero_std_one(tiny_world):
     assert r.std().item() == pytest.approx(1.0, abs=1e-4)
 
 
-def test_pair_batches_put_chosen_first_and_follow_the_seed(tiny_world):
+def test_comparisons_group_pairs_by_document_and_score_each_summary_once():
+    # document 0 has summaries x, y, z and all three pairs (K = 3); document 1 one pair
+    x, y, z, u, v = [1], [2, 2], [3], [4], [5]
+    pairs = prefs.Pairs(doc=[0, 0, 0, 1], a=[x, x, y, u], b=[y, z, z, v], score_a=torch.zeros(4), score_b=torch.zeros(4),
+                        label=torch.tensor([True, False, True, False]), clean=torch.ones(4, dtype=torch.bool),
+                        flipped=torch.zeros(4, dtype=torch.bool))
+    c = Comparisons.of(pairs.doc, *pairs.chosen_rejected())
+    assert c.doc == [0, 1] and c.summaries == [[x, y, z], [v, u]]
+    assert (c.chosen, c.rejected) == ([[0, 2, 1], [0]], [[1, 0, 2], [1]])  # chosen: x over y, z over x, y over z; v over u
+    assert c.pair == [[0, 1, 2], [3]]
+
+
+def test_packed_rewards_equal_rewards_scored_one_summary_at_a_time(tiny_world):
+    """[document | s_1 | ... | s_K] with each summary masked from the others and its positions restarting after
+    the document computes what each [document | s_k] computes alone."""
+    enc, docs, _ = tiny_world
+    torch.manual_seed(0)
+    rm = RewardModel(ModelConfig(vocab_size=enc.n_vocab, block_size=512, n_layer=2, n_head=2, n_embd=16)).eval()
+    eot = enc.encode_single_token(world.EOT)
+    rng = random.Random(0)
+    summaries = [[tok.encode(enc, world.reference_summary(d, rng)) + [eot] for _ in range(rng.randint(2, 4))] for d in docs]
+    pairs = prefs.Pairs(doc=[i for i, s in enumerate(summaries) for _ in s[1:]], a=[s[0] for s in summaries for _ in s[1:]],
+                        b=[t for s in summaries for t in s[1:]], score_a=torch.zeros(0), score_b=torch.zeros(0),
+                        label=torch.ones(sum(len(s) - 1 for s in summaries), dtype=torch.bool), clean=None, flipped=None)
+    pair_docs = [docs[i] for i in pairs.doc]
+    alone = score_summaries(rm, enc, pair_docs, pairs.a), score_summaries(rm, enc, pair_docs, pairs.b)
+    packed = score_pairs(rm, enc, docs, pairs, batch_size=5)  # RewardModel: packed rows, in the pairs' order
+    for p, a in zip(packed, alone):
+        torch.testing.assert_close(p, a)
+    batch = comparison_batches(enc, docs, pairs, len(docs), 1, seed=0)(0, 0, 0, 1)  # the training rows
+    r = rm(batch["idx"], segments=batch["segments"], ends=batch["ends"]).flatten()
+    torch.testing.assert_close(r[batch["chosen"]], alone[0][batch["pair"]])
+    torch.testing.assert_close(r[batch["rejected"]], alone[1][batch["pair"]])
+
+
+def test_comparison_batches_follow_the_seed(tiny_world):
     enc, docs, pairs = tiny_world
-    chosen, _ = pairs.chosen_rejected()
-    batch = pair_batches(enc, docs, pairs, 4, 1, seed=0)(0, 0, 0, 1)
-    assert batch["idx"].shape[0] == 8 and batch["mask"][:, -1].all()  # left padded: the last column is real
-    first = batch["idx"][0][batch["mask"][0]].tolist()
-    assert any(first[-len(c):] == c for c in chosen)  # row 0 ends with a chosen summary
-    other = pair_batches(enc, docs, pairs, 4, 1, seed=1)(0, 0, 0, 1)
+    batch = comparison_batches(enc, docs, pairs, 4, 1, seed=0)(0, 0, 0, 1)
+    assert batch["idx"].shape[0] == 4 and batch["chosen"].shape == batch["rejected"].shape == (4,)
+    other = comparison_batches(enc, docs, pairs, 4, 1, seed=1)(0, 0, 0, 1)
     assert not torch.equal(batch["idx"], other["idx"])  # another data order
-    assert torch.equal(batch["idx"], pair_batches(enc, docs, pairs, 4, 1, seed=0)(0, 0, 0, 1)["idx"])
+    assert torch.equal(batch["idx"], comparison_batches(enc, docs, pairs, 4, 1, seed=0)(0, 0, 0, 1)["idx"])
 
 
 def test_the_first_rms_each_change_one_thing_from_rm_0():

@@ -96,8 +96,10 @@ class RMConfig:
 
     n_models: int = 6
     """M: reward models fine-tuned (the paper trained 10 and averaged the top 2, 6 or 10)"""
-    train_pairs: int = 3000
-    """labeled pairs to train on (one per training document)"""
+    train_docs: int = 3000
+    """training documents, each with `summaries_per_doc` sampled summaries and a label for every pair of them"""
+    summaries_per_doc: int = 2
+    """K summaries per training document: K(K-1)/2 labeled pairs, all scored in one packed row (InstructGPT's K-wise)"""
     val_pairs: int = 300
     """pairs on validation documents: rank the RMs, choose the soup"""
     test_pairs: int = 300
@@ -211,7 +213,7 @@ def preset(name: str) -> Config:
             model=ModelConfig(block_size=320, n_layer=2, n_head=2, n_embd=32),
             pretrain=TrainConfig(steps=60, batch_size=8, warmup_steps=10, eval_every=20, ckpt_every=20),
             sft=TrainConfig(steps=40, batch_size=8, lr=1e-3, warmup_steps=5, eval_every=20, ckpt_every=20, snapshot_every=10),
-            rm=RMConfig(n_models=4, train_pairs=200, val_pairs=20, test_pairs=20, ood_pairs=20, probe_steps=50),
+            rm=RMConfig(n_models=4, train_docs=200, summaries_per_doc=3, val_pairs=20, test_pairs=20, ood_pairs=20, probe_steps=50),
             rm_train=TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup_steps=2, weight_decay=0.0, eval_every=5, ckpt_every=5, snapshot_every=5),
             ppo=PPOConfig(iterations=6, batch_size=8, minibatch_size=4, epochs=2),
             rlhf=RLHFConfig(eval_every=3, eval_docs=8, test_docs=16, bon_docs=8, bon_n=8),
@@ -228,7 +230,7 @@ def preset(name: str) -> Config:
             model=ModelConfig(n_layer=8, n_head=8, n_embd=512),
             pretrain=TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, compile=True),
             sft=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, snapshot_every=500, compile=True),
-            rm=RMConfig(n_models=10, train_pairs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000),
+            rm=RMConfig(n_models=10, train_docs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000),
             rm_train=TrainConfig(steps=600, batch_size=64, lr=1e-4, warmup_steps=50, weight_decay=0.0, eval_every=200, ckpt_every=200, snapshot_every=300, compile=True),
             ppo=PPOConfig(iterations=400, batch_size=128, minibatch_size=32, lr=5e-5),
             rlhf=RLHFConfig(eval_every=20, eval_docs=512, test_docs=1000, bon_docs=500),
@@ -331,6 +333,10 @@ def from_dict(d: dict) -> Config:
             setattr(cfg, k, v)
     for section_name, section in _sections(cfg):
         if section_name in d:
+            unknown = set(d[section_name]) - {f.name for f in dataclasses.fields(section)}
+            if unknown:
+                raise SystemExit(f"error: the recorded config sets {', '.join(f'{section_name}.{k}' for k in sorted(unknown))}, "
+                                 f"which this version of warm-mini does not have; start a new --run-dir")
             setattr(cfg, section_name, dataclasses.replace(section, **d[section_name]))
     return cfg
 

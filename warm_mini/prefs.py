@@ -1,14 +1,16 @@
-"""Preference pairs: two summaries of one document, sampled from a policy and labeled by the world's labeler.
+"""Preference pairs: summaries of one document, sampled from a policy and labeled by the world's labeler.
 
 Splits (each from its own documents):
-    train   SFT snapshots at temperature 1 (a mix of checkpoints, so that quality varies), labels
-            possibly corrupted (`--rm.corrupt`: the paper's 25% setting keeps the clean label too)
+    train   SFT snapshots at temperature 1 (a mix of checkpoints, so that quality varies), K summaries per
+            document and every pair of them labeled (`--rm.summaries_per_doc`); labels possibly corrupted
+            (`--rm.corrupt`: the paper's 25% setting keeps the clean label too)
     val     the same policies on validation documents: ranks the RMs and picks the soup
     test    the same policies on test documents: in distribution
     ood     shifted policies on test documents: the pretrained-only model, and SFT at a high temperature
 Each split is cached in `prefs/<split>.pt` as plain tensors and lists of token ids.
 """
 
+import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,29 +71,34 @@ def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
 
 
 def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
-    """Two summaries per document, each from a policy drawn on its own (so that pairs often differ in
-    quality), labeled by the world's labeler."""
-    docs = docs_of(splits, split)[: getattr(cfg.rm, f"{split}_pairs")]
+    """K summaries per document (K = rm.summaries_per_doc for training, 2 elsewhere), each from a policy
+    drawn on its own (so that they often differ in quality); every pair of them labeled by the world's
+    labeler. Evaluation splits thus hold one pair per document, independent of each other."""
+    k = cfg.rm.summaries_per_doc if split == "train" else 2
+    docs = docs_of(splits, split)[: cfg.rm.train_docs if split == "train" else getattr(cfg.rm, f"{split}_pairs")]
     n = len(docs)
     rng = random.Random(f"{cfg.seed}:{split}")
     policies = _policies(run_dir, split)
-    which = [(rng.randrange(len(policies)), rng.randrange(len(policies))) for _ in range(n)]
-    summaries = [[None, None] for _ in range(n)]
+    which = [[rng.randrange(len(policies)) for _ in range(k)] for _ in range(n)]
+    summaries = [[None] * k for _ in range(n)]
     for p, (path, temperature) in enumerate(tqdm(policies, desc=f"prefs/{split}", leave=False)):
         model = lm.load_model(path, cfg.device)
-        for side in range(2):
+        for side in range(k):
             idx = [i for i in range(n) if which[i][side] == p]
-            texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + 2 * p + side, device=cfg.device)
+            texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + k * p + side, device=cfg.device)
             for i, text in zip(idx, texts):
                 summaries[i][side] = text
-    score_a = torch.tensor([world.score(d, s[0]) for d, s in zip(docs, summaries)])
-    score_b = torch.tensor([world.score(d, s[1]) for d, s in zip(docs, summaries)])
+    scores = [[world.score(d, s) for s in summ] for d, summ in zip(docs, summaries)]
+    ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
+    pairs = [(i, s, t) for i in range(n) for s, t in itertools.combinations(range(k), 2)]
+    score_a = torch.tensor([scores[i][s] for i, s, _ in pairs])
+    score_b = torch.tensor([scores[i][t] for i, _, t in pairs])
     corrupt = cfg.rm.corrupt if split == "train" else 0.0  # evaluation labels stay clean
     labels = world.Labeler(cfg.world.label_tau, corrupt, seed=hash_seed(cfg.seed, split)).label(score_a.numpy(), score_b.numpy())
     return Pairs(
-        doc=list(range(n)),
-        a=[tok.encode_with_specials(enc, s[0]) for s in summaries],
-        b=[tok.encode_with_specials(enc, s[1]) for s in summaries],
+        doc=[i for i, _, _ in pairs],
+        a=[ids[i][s] for i, s, _ in pairs],
+        b=[ids[i][t] for i, _, t in pairs],
         score_a=score_a, score_b=score_b,
         label=torch.as_tensor(labels.label), clean=torch.as_tensor(labels.clean), flipped=torch.as_tensor(labels.flipped),
     )

@@ -12,6 +12,7 @@ rewards from different RMs share one scale (mean 0, std 1 on the SFT policy's su
 import dataclasses
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,13 +40,18 @@ class RewardModel(nn.Module):
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))
 
-    def features(self, idx, attention_mask=None):
-        """The last real token's final hidden state (B, C): with left padding, the last column."""
-        return self.backbone.hidden_states(idx, attention_mask)[:, -1]
+    def features(self, idx, attention_mask=None, segments=None, ends=None):
+        """The final hidden state at each summary's last token: (B, C) for left-padded rows (the last column),
+        or (B, K, C) for packed rows [prompt | summary 1 | ... | summary K] (`segments` as in
+        model.packed_attention, `ends` (B, K) the column of each summary's last token)."""
+        if segments is None:
+            return self.backbone.hidden_states(idx, attention_mask)[:, -1]
+        h = self.backbone.hidden_states(idx, segments=segments)  # (B, T, C)
+        return h.gather(1, ends[..., None].expand(-1, -1, h.size(-1)))  # (B, K, C)
 
-    def forward(self, idx, attention_mask=None):
-        """Normalised rewards (B,) of left-padded rows (prompt, then summary)."""
-        raw = self.head(self.features(idx, attention_mask)).squeeze(-1)
+    def forward(self, idx, attention_mask=None, segments=None, ends=None):
+        """Normalised rewards: (B,) of left-padded rows (prompt, then summary), or (B, K) of packed rows."""
+        raw = self.head(self.features(idx, attention_mask, segments, ends)).squeeze(-1)
         return (raw - self.reward_mean) / self.reward_std
 
 
@@ -62,49 +68,111 @@ def accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
 # ----------------------------------------------------------------------------- data
 
 
-def pair_rows(enc, docs, pairs, chosen: list[list[int]], rejected: list[list[int]], rows) -> dict:
-    """Left-padded (prompt + summary) rows for the given pairs: chosen ones first, then rejected ones."""
-    prompts = [data.prompt_ids(enc, docs[pairs.doc[i]]) for i in rows]
-    seqs = [p + chosen[i] for p, i in zip(prompts, rows)] + [p + rejected[i] for p, i in zip(prompts, rows)]
-    idx, mask = data.left_pad(seqs, enc.encode_single_token(tok.PAD))
-    return {"idx": idx, "mask": mask}
+@dataclass
+class Comparisons:
+    """Pairs grouped by document, InstructGPT-style: each document's distinct summaries are scored once, in
+    one packed row, and every labeled pair among them is one term of the loss."""
+
+    doc: list[int]  # (G,) document index of each group
+    summaries: list[list[list[int]]]  # (G, K_g) distinct summaries of the group, token ids
+    chosen: list[list[int]]  # (G, P_g) index into the group's summaries of each pair's preferred summary
+    rejected: list[list[int]]
+    pair: list[list[int]]  # (G, P_g) index of each pair in the pairs grouped
+
+    @classmethod
+    def of(cls, doc: list[int], chosen: list[list[int]], rejected: list[list[int]]) -> "Comparisons":
+        """Groups the pairs (doc[i], chosen[i], rejected[i]) by document."""
+        groups: dict[int, tuple[dict, list, list, list]] = {}
+        for i, (d, c, r) in enumerate(zip(doc, chosen, rejected)):
+            index, cs, rs, ps = groups.setdefault(d, ({}, [], [], []))
+            cs.append(index.setdefault(tuple(c), len(index)))
+            rs.append(index.setdefault(tuple(r), len(index)))
+            ps.append(i)
+        index, cs, rs, ps = zip(*groups.values()) if groups else ([], [], [], [])
+        return cls(doc=list(groups), summaries=[[list(s) for s in ix] for ix in index], chosen=list(cs), rejected=list(rs), pair=list(ps))
+
+    def __len__(self):
+        return len(self.doc)
 
 
-def pair_batches(enc, docs, pairs, batch_size: int, grad_accum: int, seed: int):
-    """Batches of `batch_size` pairs for the Bradley-Terry loss, in an order set by `seed` (data-order diversity)."""
-    chosen, rejected = pairs.chosen_rejected()
+def packed_rows(enc, docs, comparisons: Comparisons, rows) -> dict:
+    """Packed rows [prompt | summary 1 | ... | summary K], one per group in `rows`, padded on the right:
+    idx and segments (B, T), ends (B, K_max), the flat indices into the (B, K_max) rewards of each pair's
+    chosen and rejected summary (N,), and each pair's index in the pairs grouped (N,)."""
+    pad = enc.encode_single_token(tok.PAD)
+    seqs, segs, ends, chosen, rejected = [], [], [], [], []
+    k_max = max(len(comparisons.summaries[g]) for g in rows)
+    for b, g in enumerate(rows):
+        seq = data.prompt_ids(enc, docs[comparisons.doc[g]])
+        seg = [0] * len(seq)
+        end = []
+        for k, summary in enumerate(comparisons.summaries[g]):
+            seq, seg = seq + summary, seg + [k + 1] * len(summary)
+            end.append(len(seq) - 1)
+        seqs.append(seq)
+        segs.append(seg)
+        ends.append(end + [0] * (k_max - len(end)))  # a missing summary reads column 0; no pair points at it
+        chosen += [b * k_max + k for k in comparisons.chosen[g]]
+        rejected += [b * k_max + k for k in comparisons.rejected[g]]
+    T = max(map(len, seqs))
+    return {"idx": torch.tensor([s + [pad] * (T - len(s)) for s in seqs]),
+            "segments": torch.tensor([s + [-1] * (T - len(s)) for s in segs]),
+            "ends": torch.tensor(ends), "chosen": torch.tensor(chosen), "rejected": torch.tensor(rejected),
+            "pair": torch.tensor([i for g in rows for i in comparisons.pair[g]])}
+
+
+@torch.no_grad()
+def packed_scores(score, enc, docs, comparisons: Comparisons, batch_size: int = 64, device: str = "cpu"):
+    """`score(idx, segments=, ends=)` (B, K, ...) of the chosen and of the rejected summary of every pair,
+    in the order of the pairs grouped: two tensors (N, ...)."""
+    n = sum(map(len, comparisons.pair))
+    first = second = None
+    for start in range(0, len(comparisons), batch_size):
+        batch = packed_rows(enc, docs, comparisons, range(start, min(start + batch_size, len(comparisons))))
+        out = score(batch["idx"].to(device), segments=batch["segments"].to(device), ends=batch["ends"].to(device))
+        out = out.flatten(0, 1).float().cpu()  # (B * K, ...)
+        if first is None:
+            first, second = out.new_empty(n, *out.shape[1:]), out.new_empty(n, *out.shape[1:])
+        first[batch["pair"]], second[batch["pair"]] = out[batch["chosen"]], out[batch["rejected"]]
+    return first, second
+
+
+def comparison_batches(enc, docs, pairs, batch_size: int, grad_accum: int, seed: int):
+    """Batches of `batch_size` documents with all their labeled pairs, in an order set by `seed` (data-order diversity)."""
+    comparisons = Comparisons.of(pairs.doc, *pairs.chosen_rejected())
 
     def batch_fn(step: int, micro: int, rank: int, world_size: int) -> dict:
-        rows = data.shuffled_rows(len(pairs), seed, step, micro, rank, world_size, batch_size, grad_accum)
-        return pair_rows(enc, docs, pairs, chosen, rejected, rows)
+        rows = data.shuffled_rows(len(comparisons), seed, step, micro, rank, world_size, batch_size, grad_accum)
+        return packed_rows(enc, docs, comparisons, rows)
 
     return batch_fn
 
 
 def rm_loss(model, batch: dict) -> torch.Tensor:
-    r = model(batch["idx"], batch["mask"])  # (2B,): chosen rows, then rejected rows
-    B = r.size(0) // 2
-    return bradley_terry_loss(r[:B], r[B:])
+    r = model(batch["idx"], segments=batch["segments"], ends=batch["ends"]).flatten()  # (B * K,)
+    return bradley_terry_loss(r[batch["chosen"]], r[batch["rejected"]])
 
 
 @torch.no_grad()
-def score_summaries(model, enc, docs, summaries: list[list[int]], batch_size: int = 64, device: str = "cpu",
-                    features: bool = False) -> torch.Tensor:
+def score_summaries(model, enc, docs, summaries: list[list[int]], batch_size: int = 64, device: str = "cpu") -> torch.Tensor:
     """Rewards (N,) of summary i (token ids) on document i, from any module with the reward interface
-    (a single RM, ENS or WARM); with features=True, a RewardModel's last-token features (N, C) instead."""
+    (a single RM, ENS or WARM)."""
     model.eval()  # dropout off: a reward must not depend on the batch it was scored in
     pad = enc.encode_single_token(tok.PAD)
-    score = model.features if features else model
     out = []
     for start in range(0, len(docs), batch_size):
         seqs = [data.prompt_ids(enc, d) + s for d, s in zip(docs[start : start + batch_size], summaries[start : start + batch_size])]
         idx, mask = data.left_pad(seqs, pad)  # left padding puts every row's last token in the last column
-        out.append(score(idx.to(device), mask.to(device)).float().cpu())
+        out.append(model(idx.to(device), mask.to(device)).float().cpu())
     return torch.cat(out)
 
 
 def score_pairs(model, enc, docs, pairs, batch_size: int = 64, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Rewards (N,) of summaries a and b of every pair."""
+    """Rewards (N,) of summaries a and b of every pair. A RewardModel (a single RM, WARM) scores each document's
+    distinct summaries once, in packed rows; any other source (ENS, the oracle) one left-padded row per summary."""
+    if isinstance(model, RewardModel):
+        model.eval()
+        return packed_scores(model, enc, docs, Comparisons.of(pairs.doc, pairs.a, pairs.b), batch_size, device)
     pair_docs = [docs[i] for i in pairs.doc]
     return (score_summaries(model, enc, pair_docs, pairs.a, batch_size, device),
             score_summaries(model, enc, pair_docs, pairs.b, batch_size, device))
@@ -127,8 +195,7 @@ def rm_from_checkpoint(ckpt: dict, device: str = "cpu") -> RewardModel:
 
 def _pair_features(model: RewardModel, enc, docs, pairs, device: str):
     """Frozen features (N, C) of the chosen and of the rejected summary of every pair (by training labels)."""
-    pair_docs = [docs[i] for i in pairs.doc]
-    return tuple(score_summaries(model, enc, pair_docs, side, device=device, features=True) for side in pairs.chosen_rejected())
+    return packed_scores(model.features, enc, docs, Comparisons.of(pairs.doc, *pairs.chosen_rejected()), device=device)
 
 
 def linear_probe(model: RewardModel, enc, train_docs, train_pairs, val_docs, val_pairs, steps: int, device: str) -> dict:
@@ -238,7 +305,7 @@ def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pa
         model.backbone.load_state_dict(checkpoint.load(run_dir / "sft" / recipe["init"])["model"])
         model.head.load_state_dict(head)
         tcfg = dataclasses.replace(cfg.rm_train, lr=recipe["lr"])
-        batches = pair_batches(enc, splits.train, pairs["train"], tcfg.batch_size, tcfg.grad_accum, recipe["data_seed"])
+        batches = comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, tcfg.grad_accum, recipe["data_seed"])
         train(model, tcfg, batches, rm_loss, run_dir / "rm" / f"train_{i}", device=cfg.device, dtype=cfg.dtype,
               eval_fn=lambda m: {"val/accuracy": val_accuracy(m)}, metrics_path=run_dir / "metrics" / f"rm_{i}.jsonl",
               desc=f"rm {i} (lr {recipe['lr']:g}, dropout {recipe['dropout']:g}, init {recipe['init']})",
