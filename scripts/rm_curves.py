@@ -1,0 +1,126 @@
+"""Learning curves of one reward-model recipe: validation and OOD accuracy against pairs seen and seconds.
+
+The experiment that chose the cpu preset's reward-model recipe (see the README). It trains one RM from
+the final SFT weights of a finished run (train_rm.py --until sft) with any --rm.* / --rm_train.* override,
+on pairs of its own (cached in <run-dir>/curves/prefs/), and logs every --eval-every steps:
+
+    python scripts/rm_curves.py --run-dir runs/exp/l2 --name kwise4 --rm.summaries_per_doc 4
+    python scripts/rm_curves.py --plot runs/exp/l2/curves/*.jsonl --out docs/rm_curves.png
+
+Each record of <run-dir>/curves/<name>.jsonl: step, pairs_seen, seconds (training only), loss and, at
+evaluations, val/accuracy, ood/accuracy and train/accuracy (on up to --eval-pairs training pairs, and with
+--rm.corrupt, train/flipped_agreement: agreement with the flipped labels among them).
+"""
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from warm_mini import checkpoint, config, data, lm, prefs, reward, tokenizer  # noqa: E402
+from warm_mini.config import ModelConfig  # noqa: E402
+from warm_mini.report import pyplot, save_figure  # noqa: E402
+from warm_mini.train import train  # noqa: E402
+
+
+def cached_pairs(run_dir: Path, cfg, splits, enc, split: str) -> prefs.Pairs:
+    """The split's pairs for this recipe's settings, made once per (split, K, documents, corruption)."""
+    n = cfg.rm.train_docs if split == "train" else getattr(cfg.rm, f"{split}_pairs")
+    k = cfg.rm.summaries_per_doc if split == "train" else 2
+    path = run_dir / "curves" / "prefs" / f"{split}_k{k}_n{n}_c{cfg.rm.corrupt:g}.pt"
+    if path.exists():
+        return prefs.Pairs(**checkpoint.load(path))
+    pairs = prefs.make_pairs(run_dir, cfg, splits, enc, split)
+    checkpoint.save(pairs.__dict__, path)
+    return pairs
+
+
+def run(args, cfg, run_dir: Path) -> None:
+    torch.manual_seed(cfg.seed)
+    splits = data.load_world(cfg)
+    enc = tokenizer.load(data.tokenizer_path(run_dir))
+    pairs = {s: cached_pairs(run_dir, cfg, splits, enc, s) for s in ("train", "val", "ood")}
+    docs = {"train": splits.train, "val": splits.val, "ood": splits.test}
+    sft = checkpoint.load(lm.sft_snapshots(run_dir)[-1])
+    model = reward.RewardModel(ModelConfig(**sft["model_config"]), dropout=args.dropout)
+    model.backbone.load_state_dict(sft["model"])
+    if args.probe:
+        model.head.load_state_dict(reward.linear_probe(model, enc, splits.train, pairs["train"], splits.val, pairs["val"],
+                                                       cfg.rm.probe_steps, cfg.device))
+    pairs_per_step = cfg.rm_train.batch_size * len(pairs["train"]) / len(set(pairs["train"].doc))
+    train_eval = pairs["train"].head(args.eval_pairs)
+    clock = {"start": time.perf_counter(), "eval": 0.0}
+
+    def evaluate(m) -> dict:
+        t0 = time.perf_counter()
+        acc = {}
+        for s, p in (("val", pairs["val"]), ("ood", pairs["ood"]), ("train", train_eval)):
+            ra, rb = reward.score_pairs(m, enc, docs[s], p, device=cfg.device)
+            acc[f"{s}/accuracy"] = reward.pair_accuracy(ra, rb, p.label)
+            if s == "train" and p.flipped.any():  # memorisation: agreement with the flipped labels (Fig. 4)
+                acc["train/flipped_agreement"] = reward.pair_accuracy(ra[p.flipped], rb[p.flipped], p.label[p.flipped])
+        m.train()
+        seconds = t0 - clock["start"] - clock["eval"]
+        clock["eval"] += time.perf_counter() - t0
+        step = len(checkpoint.read_jsonl(out)) + 1
+        print(f"{args.name} step {step}: {seconds:.0f} s, " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), flush=True)
+        return {**acc, "seconds": seconds, "pairs_seen": step * pairs_per_step}
+
+    out = run_dir / "curves" / f"{args.name}.jsonl"
+    out.unlink(missing_ok=True)
+    (run_dir / "curves" / "meta").mkdir(parents=True, exist_ok=True)
+    (run_dir / "curves" / "meta" / f"{args.name}.json").write_text(json.dumps({
+        "name": args.name, "argv": sys.argv[1:], "probe": args.probe, "dropout": args.dropout,
+        "rm": dataclasses.asdict(cfg.rm), "rm_train": dataclasses.asdict(cfg.rm_train), "model": sft["model_config"],
+        "train_pairs": len(pairs["train"]), "train_docs": len(set(pairs["train"].doc))}) + "\n")
+    tcfg = dataclasses.replace(cfg.rm_train, eval_every=args.eval_every, ckpt_every=10**9, snapshot_every=0)
+    batches = reward.comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, 1, cfg.seed)
+    train(model, tcfg, batches, reward.rm_loss, run_dir / "curves" / "tmp" / args.name, device=cfg.device,
+          eval_fn=evaluate, metrics_path=out, desc=args.name)
+
+
+def plot(paths: list[Path], out: Path) -> None:
+    """Validation and OOD accuracy against pairs seen and against seconds, one line per recipe."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey="row")
+    for path in paths:
+        evals = [r for r in checkpoint.read_jsonl(path) if "val/accuracy" in r]
+        for row, split in enumerate(("val", "ood")):
+            for col, x in enumerate(("pairs_seen", "seconds")):
+                label = f"{Path(path).parents[1].name}: {Path(path).stem}"  # run directory: recipe
+                axes[row][col].plot([r[x] for r in evals], [r[f"{split}/accuracy"] for r in evals], "o-", ms=3, label=label)
+    for row, split in enumerate(("validation", "OOD")):
+        axes[row][0].set_ylabel(f"{split} accuracy")
+        for col, x in enumerate(("labeled pairs seen", "training seconds (as logged: jobs may share the cores)")):
+            axes[row][col].set_xlabel(x)
+            axes[row][col].grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    save_figure(fig, out)
+    print(f"wrote {out}")
+
+
+def main(argv=None):
+    parser = config.build_parser(__doc__)
+    parser.add_argument("--name", help="the recipe's name: curves/<name>.jsonl")
+    parser.add_argument("--probe", action=__import__("argparse").BooleanOptionalAction, default=True,
+                        help="start from the linear probe's head (else a fresh N(0, 1/sqrt(d+1)) head)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout of the RM backbone")
+    parser.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")
+    parser.add_argument("--eval-pairs", type=int, default=1000, help="training pairs scored at each evaluation")
+    parser.add_argument("--plot", nargs="+", type=Path, help="plot these curves files instead of training")
+    parser.add_argument("--out", type=Path, default=Path("rm_curves.png"), help="where --plot writes")
+    args = parser.parse_args(argv)
+    if args.plot:
+        return plot(args.plot, args.out)
+    cfg, run_dir = config.resolve(args)
+    if not lm.sft_snapshots(run_dir):
+        raise SystemExit(f"error: no SFT snapshots in {run_dir}; run train_rm.py --until sft first")
+    run(args, cfg, run_dir)
+
+
+if __name__ == "__main__":
+    main()
