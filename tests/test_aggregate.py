@@ -90,3 +90,12 @@ def test_an_unfinished_run_is_refused(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(FileNotFoundError, match="missing config.json"):
         aggregate.Run.load(tmp_path / "run")
+
+
+def test_reward_model_only_runs_load_for_the_accuracy_table(runs):
+    (runs[0] / "rlhf" / "bon.csv").unlink()  # a run that stopped after merge.py
+    with pytest.raises(FileNotFoundError, match="rlhf/bon.csv"):
+        aggregate.Run.load(runs[0])
+    run = aggregate.Run.load(runs[0], aggregate.RM_NEEDED)
+    acc = {(r["model"], r["split"]): r for r in aggregate.accuracy([run])}
+    assert acc[("best RM", "val")]["mean"] == pytest.approx(0.60) and acc[("best RM", "val")]["n"] == 1

@@ -18,8 +18,8 @@ from warm_mini import report
 from warm_mini.evaluate import bon_kl
 from warm_mini.rm_eval import COLUMNS
 
-NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv", "warm/lmc.csv", "rlhf/bon.csv",
-          "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
+RM_NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv")  # train_rm.py and merge.py
+NEEDED = RM_NEEDED + ("warm/lmc.csv", "rlhf/bon.csv", "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
 
 
 @dataclass
@@ -32,9 +32,9 @@ class Run:
     best_rm: int  # the single RM the run ranked first (rlhf.py's rm:best)
 
     @classmethod
-    def load(cls, path) -> "Run":
+    def load(cls, path, needed=NEEDED) -> "Run":
         path = Path(path)
-        missing = [f for f in NEEDED if not (path / f).exists()]
+        missing = [f for f in needed if not (path / f).exists()]
         if missing:
             raise FileNotFoundError(f"{path} is not a finished run (missing {', '.join(missing)}); "
                                     f"run train_rm.py, merge.py and rlhf.py with --run-dir {path}")
