@@ -12,6 +12,7 @@ evaluations, val/accuracy, ood/accuracy and train/accuracy (on up to --eval-pair
 --rm.corrupt, train/flipped_agreement: agreement with the flipped labels among them).
 """
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -53,7 +54,7 @@ def run(args, cfg, run_dir: Path) -> None:
                                                        cfg.rm.probe_steps, cfg.device))
     pairs_per_step = cfg.rm_train.batch_size * len(pairs["train"]) / len(set(pairs["train"].doc))
     train_eval = pairs["train"].head(args.eval_pairs)
-    clock = {"start": time.perf_counter(), "eval": 0.0}
+    clock = {"start": time.perf_counter(), "eval": 0.0, "step": 0}
 
     def evaluate(m) -> dict:
         t0 = time.perf_counter()
@@ -66,9 +67,8 @@ def run(args, cfg, run_dir: Path) -> None:
         m.train()
         seconds = t0 - clock["start"] - clock["eval"]
         clock["eval"] += time.perf_counter() - t0
-        step = len(checkpoint.read_jsonl(out)) + 1
-        print(f"{args.name} step {step}: {seconds:.0f} s, " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), flush=True)
-        return {**acc, "seconds": seconds, "pairs_seen": step * pairs_per_step}
+        print(f"{args.name} step {clock['step']}: {seconds:.0f} s, " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), flush=True)
+        return {**acc, "seconds": seconds, "pairs_seen": clock["step"] * pairs_per_step}
 
     out = run_dir / "curves" / f"{args.name}.jsonl"
     out.unlink(missing_ok=True)
@@ -78,7 +78,12 @@ def run(args, cfg, run_dir: Path) -> None:
         "rm": dataclasses.asdict(cfg.rm), "rm_train": dataclasses.asdict(cfg.rm_train), "model": sft["model_config"],
         "train_pairs": len(pairs["train"]), "train_docs": len(set(pairs["train"].doc))}) + "\n")
     tcfg = dataclasses.replace(cfg.rm_train, eval_every=args.eval_every, ckpt_every=10**9, snapshot_every=0)
-    batches = reward.comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, 1, cfg.seed)
+    comparisons = reward.comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, 1, cfg.seed)
+
+    def batches(step: int, *args) -> dict:
+        clock["step"] = step + 1  # the step this batch ends, for the evaluation that follows it
+        return comparisons(step, *args)
+
     train(model, tcfg, batches, reward.rm_loss, run_dir / "curves" / "tmp" / args.name, device=cfg.device,
           eval_fn=evaluate, metrics_path=out, desc=args.name)
 
@@ -106,7 +111,7 @@ def plot(paths: list[Path], out: Path) -> None:
 def main(argv=None):
     parser = config.build_parser(__doc__)
     parser.add_argument("--name", help="the recipe's name: curves/<name>.jsonl")
-    parser.add_argument("--probe", action=__import__("argparse").BooleanOptionalAction, default=True,
+    parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
                         help="start from the linear probe's head (else a fresh N(0, 1/sqrt(d+1)) head)")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout of the RM backbone")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")

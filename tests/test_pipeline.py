@@ -184,3 +184,18 @@ def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     control = torch.tensor(evaluate.control_scores(enc, docs, summaries))
     assert control[:3].tolist() == [1.0, 1.0, 1.0] and (control[3:] < 1).all()
     torch.testing.assert_close(got, (control - oracle.mean) / oracle.std)
+
+
+def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run):
+    """scripts/rm_curves.py, the experiment behind the cpu preset's reward-model recipe, on the tiny run's SFT."""
+    run_dir = tiny_run[0]
+    out = subprocess.run([sys.executable, "scripts/rm_curves.py", "--run-dir", str(run_dir), "--name", "t", "--rm_train.steps", "4",
+                          "--eval-every", "2", "--rm.corrupt", "0.25", "--eval-pairs", "50"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    evals = [r for r in checkpoint.read_jsonl(run_dir / "curves" / "t.jsonl") if "val/accuracy" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    pairs_per_step = config.preset("tiny").rm_train.batch_size * 3  # K = 3: three pairs per document
+    assert [r["pairs_seen"] for r in evals] == [2 * pairs_per_step, 4 * pairs_per_step]
+    for r in evals:
+        assert all(0.0 <= r[k] <= 1.0 for k in ("val/accuracy", "ood/accuracy", "train/accuracy", "train/flipped_agreement"))
