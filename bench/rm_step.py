@@ -2,8 +2,8 @@
 
 The baseline is the layout warm-mini used before K-wise comparisons: each pair as two left-padded rows
 [document | chosen] and [document | rejected]. Packed rows [document | summary 1 | ... | summary K]
-(reward.packed_rows) pay for the document once and score K(K-1)/2 pairs from K summaries. All three
-are measured in one run, on the same model, documents and summaries (world documents, summaries in
+(reward.packed_rows) pay for the document once and score K(K-1)/2 pairs from K summaries. Both layouts,
+for each K, are measured in one run, on the same model, documents and summaries (world documents, summaries in
 random templates), each step a forward, backward and fused AdamW step:
 
     python bench/rm_step.py                 # cpu preset's model, 16 documents per step
@@ -11,7 +11,6 @@ random templates), each step a forward, backward and fused AdamW step:
 """
 
 import argparse
-import itertools
 import random
 import sys
 import time
@@ -65,7 +64,7 @@ def main():
 
     results = []
     for k in ks:
-        pairs = [(i, s, t) for i in range(len(docs)) for s, t in itertools.combinations(range(k), 2)]
+        pairs = prefs.all_pairs(len(docs), k)
         n = len(pairs)
         as_pairs = prefs.Pairs(doc=[i for i, _, _ in pairs], a=[summaries[i][s] for i, s, _ in pairs],
                                b=[summaries[i][t] for i, _, t in pairs], score_a=torch.zeros(n), score_b=torch.zeros(n),

@@ -30,8 +30,7 @@ from warm_mini.train import train  # noqa: E402
 
 def cached_pairs(run_dir: Path, cfg, splits, enc, split: str) -> prefs.Pairs:
     """The split's pairs for this recipe's settings, made once per (split, K, documents, corruption)."""
-    n = cfg.rm.train_docs if split == "train" else getattr(cfg.rm, f"{split}_pairs")
-    k = cfg.rm.summaries_per_doc if split == "train" else 2
+    n, k = prefs.split_size(cfg, split)
     path = run_dir / "curves" / "prefs" / f"{split}_k{k}_n{n}_c{cfg.rm.corrupt:g}.pt"
     if path.exists():
         return prefs.Pairs(**checkpoint.load(path))

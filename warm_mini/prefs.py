@@ -70,12 +70,24 @@ def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
     return [(s, 1.0) for s in snapshots[len(snapshots) // 2 :]]
 
 
+def split_size(cfg: Config, split: str) -> tuple[int, int]:
+    """(documents, summaries per document) of a split: K = rm.summaries_per_doc for training, 2 elsewhere."""
+    if split == "train":
+        return cfg.rm.train_docs, cfg.rm.summaries_per_doc
+    return getattr(cfg.rm, f"{split}_pairs"), 2
+
+
+def all_pairs(n_docs: int, k: int) -> list[tuple[int, int, int]]:
+    """(document, summary s, summary t) for every pair s < t of each document's k summaries."""
+    return [(i, s, t) for i in range(n_docs) for s, t in itertools.combinations(range(k), 2)]
+
+
 def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
     """K summaries per document (K = rm.summaries_per_doc for training, 2 elsewhere), each from a policy
     drawn on its own (so that they often differ in quality); every pair of them labeled by the world's
     labeler. Evaluation splits thus hold one pair per document, independent of each other."""
-    k = cfg.rm.summaries_per_doc if split == "train" else 2
-    docs = docs_of(splits, split)[: cfg.rm.train_docs if split == "train" else getattr(cfg.rm, f"{split}_pairs")]
+    n_docs, k = split_size(cfg, split)
+    docs = docs_of(splits, split)[:n_docs]
     n = len(docs)
     rng = random.Random(f"{cfg.seed}:{split}")
     policies = _policies(run_dir, split)
@@ -90,7 +102,7 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
                 summaries[i][side] = text
     scores = [[world.score(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
-    pairs = [(i, s, t) for i in range(n) for s, t in itertools.combinations(range(k), 2)]
+    pairs = all_pairs(n, k)
     score_a = torch.tensor([scores[i][s] for i, s, _ in pairs])
     score_b = torch.tensor([scores[i][t] for i, _, t in pairs])
     corrupt = cfg.rm.corrupt if split == "train" else 0.0  # evaluation labels stay clean
