@@ -4,6 +4,7 @@ the missing end-of-text penalty, the critic's two starts, and resuming."""
 import copy
 import itertools
 import math
+import time
 
 import pytest
 import torch
@@ -235,3 +236,22 @@ def test_resuming_repeats_the_same_iteration():
     for k in expected:
         if not k.startswith("time/"):
             assert got[k] == pytest.approx(expected[k], rel=1e-5, abs=1e-6), k
+
+
+class SlowTargetShare(TargetShare):
+    """TargetShare that takes a known time, so that the iteration's time split can be checked."""
+
+    def forward(self, idx, attention_mask):
+        time.sleep(0.3)
+        return super().forward(idx, attention_mask)
+
+
+def test_time_split_adds_up_to_the_iteration():
+    trainer = toy_trainer()
+    trainer.reward_model = SlowTargetShare()
+    start = time.perf_counter()
+    metrics, _ = trainer.step(*toy_prompts(32, seed=0))
+    wall = time.perf_counter() - start
+    assert 0.3 <= metrics["time/reward_model"] <= metrics["time/scoring"]
+    phases = metrics["time/generation"] + metrics["time/scoring"] + metrics["time/update"]
+    assert 0.8 * wall - 0.05 <= phases <= wall  # counting the reward model twice would add 0.3 s

@@ -270,7 +270,7 @@ class PPOTrainer:
         advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             advantages = whiten(advantages, mask)
-        time_scoring = _clock(self.device) - start + time_reward_model
+        time_scoring = _clock(self.device) - start  # `start` is before the reward model: it is counted once
         return {"prompt": prompt, "prompt_mask": prompt_mask, "response": response, "response_mask": mask,
                 "finished": finished, "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
                 "score": score, "scores_with_penalty": scores_with_penalty, "rewards": rewards,
