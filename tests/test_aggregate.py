@@ -18,7 +18,8 @@ def fake_run(path, seed: int, corrupt: float, best: int, x: float):
     (path / "config.json").write_text(json.dumps({"seed": seed, "rm": {"corrupt": corrupt}}))
     (path / "warm" / "summary.json").write_text(json.dumps({"ranked": [best, 1 - best]}))
     acc = {"RM 0": 0.60, "RM 1": 0.50, "ENS M=2": 0.55, "WARM M=2": 0.58}
-    report.write_csv([{"model": m, **{s: a + x for s in SPLITS}} for m, a in acc.items()], path / "warm" / "accuracy.csv")
+    splits = SPLITS if corrupt else SPLITS[1:]  # merge.py leaves the flipped-label column out of a clean run
+    report.write_csv([{"model": m, **{s: a + x for s in splits}} for m, a in acc.items()], path / "warm" / "accuracy.csv")
     report.write_csv([{"pair": "data order", "lambda": lam, "WA": 0.5 + x + 0.1 * (lam == 0.5), "ENS": 0.5 + x}
                       for lam in (0.0, 0.5, 1.0)], path / "warm" / "lmc.csv")
     report.write_csv([{"proxy": p, "n": n, "kl_bon": 0.0, "control": c + x * n}
@@ -48,6 +49,7 @@ def test_seeds_line_up_by_role_with_mean_and_sd(runs):
     assert best["n"] == 2 and best["mean"] == pytest.approx((0.60 + 0.52) / 2)  # seed 0's RM 0, seed 1's RM 1
     assert best["sd"] == pytest.approx(math.sqrt(2) * 0.04)  # sample sd of two values: |a - b| / sqrt(2)
     assert acc[("clean", "mean RM", "val")]["mean"] == pytest.approx((0.55 + 0.57) / 2)
+    assert ("clean", "WARM M=2", SPLITS[0]) not in acc and acc[("25% corrupted", "WARM M=2", SPLITS[0])]["n"] == 1
     assert acc[("25% corrupted", "WARM M=2", "val")]["n"] == 1 and math.isnan(acc[("25% corrupted", "WARM M=2", "val")]["sd"])
 
     lmc = {(r["setting"], r["pair"], r["lambda"]): r for r in aggregate.lmc(loaded)}

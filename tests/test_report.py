@@ -42,3 +42,8 @@ def test_hacking_verdict_needs_the_control_to_fall_while_the_proxy_holds():
 def test_time_split_means_per_iteration():
     train, _ = fake_run([0.5, 0.6], [0.0, 0.1])
     assert report.time_split(train) == {"generation": 1.0, "scoring": 0.5, "reward_model": 0.2, "update": 2.5}
+
+
+def test_tables_write_a_dash_where_a_number_does_not_apply():
+    table = report.markdown_table([{"proxy": "oracle", "N=1": 0.5, "scoring s": math.nan}])
+    assert table.splitlines()[-1] == "| oracle | 0.500 | - |"

@@ -82,9 +82,10 @@ def accuracy(runs: list[Run]) -> list[dict]:
         for run in group:
             rows = run.rows("warm/accuracy.csv")
             singles = [r for r in rows if r["model"].startswith(("RM ", "best RM"))]
-            mean_rm = {"model": "mean RM", **{c: float(np.mean([r[c] for r in singles])) for c in COLUMNS}}
+            columns = [c for c in COLUMNS if c in rows[0]]  # a clean run has no flipped-label column
+            mean_rm = {"model": "mean RM", **{c: float(np.mean([r[c] for r in singles])) for c in columns}}
             for row in [mean_rm] + [r for r in rows if not r["model"].startswith("RM ")]:
-                for column in COLUMNS:
+                for column in columns:
                     tables.setdefault(row["model"], {}).setdefault(column, []).append(row[column])
         for model in sorted(tables, key=_model_order):
             out += [{"setting": setting, "model": model, "split": column, **stats(values)} for column, values in tables[model].items()]
@@ -378,7 +379,7 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     out = {
         ("LMC: WA minus the diagonal at λ = 0.5, mean of the pairs", "> 0"): float(np.mean(gaps)),
         ("memorisation: agreement with the flipped labels, WARM M=2 minus ENS M=2", "< 0, far"):
-            acc["WARM M=2"]["train (corrupted labels)"] - acc["ENS M=2"]["train (corrupted labels)"],
+            acc["WARM M=2"].get("train (corrupted labels)", math.nan) - acc["ENS M=2"].get("train (corrupted labels)", math.nan),
         (f"OOD accuracy: {warm} minus {ens}", "≥ 0"): acc[warm]["ood"] - acc[ens]["ood"],
         (f"OOD accuracy: {warm} minus best RM", "> 0"): acc[warm]["ood"] - acc["best RM"]["ood"],
         (f"Best-of-{n_max} control: {warm} minus best RM", "> 0"): at_n.get(warm, math.nan) - at_n["best RM"],

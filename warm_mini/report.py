@@ -35,7 +35,7 @@ def _number(text: str):
 
 def markdown_table(rows: list[dict]) -> str:
     cols = list(rows[0])
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    fmt = lambda v: ("-" if math.isnan(v) else f"{v:.3f}") if isinstance(v, float) else str(v)  # nan: does not apply
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows])
 

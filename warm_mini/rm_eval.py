@@ -46,13 +46,15 @@ class Scorer:
 
 
 def accuracy_row(rewards: dict, scorer: Scorer) -> dict:
-    """Accuracy in each column of COLUMNS from rewards {split: (ra, rb)}."""
+    """Accuracy in each column of COLUMNS from rewards {split: (ra, rb)}; a column with no pairs (no flipped
+    labels in a clean run) is left out."""
     row = {}
     for column, (split, subset) in COLUMNS.items():
         pairs = scorer.subset(split)
         ra, rb = rewards[split]
         keep = {"all": torch.ones(len(pairs), dtype=torch.bool), "flipped": pairs.flipped, "kept": ~pairs.flipped}[subset]
-        row[column] = pair_accuracy(ra[keep], rb[keep], pairs.label[keep]) if keep.any() else float("nan")
+        if keep.any():
+            row[column] = pair_accuracy(ra[keep], rb[keep], pairs.label[keep])
     return row
 
 
