@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-PYTHON ?= python3
+# The project's Python: the active virtual environment, else .venv/ (scripts/install.sh makes it).
+PYTHON ?= $(if $(VIRTUAL_ENV),python,.venv/bin/python)
 PRESET ?=
 ARGS := $(if $(PRESET),--preset $(PRESET),)
 
 .PHONY: install demo test bench
 
 install:
-	bash scripts/install.sh
+	PYTHON=$(PYTHON) bash scripts/install.sh
 
 demo: install  ## the pipeline at the default preset (gpu with CUDA, else cpu)
 	$(PYTHON) train_rm.py $(ARGS)

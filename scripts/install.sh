@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Installs warm-mini and its dependencies into the current Python.
+# Installs warm-mini and its dependencies into the project's Python: $PYTHON if set, else the active
+# virtual environment, else .venv/ (made here with `python3 -m venv`), so that pip never writes into a
+# system Python (Debian and Ubuntu mark theirs as externally managed, PEP 668).
 # torch first, on its own: an unpinned `torch` with none installed pulls a CUDA build of several GB,
 # so a CPU-only machine gets the pinned release (our machines keep its CPU wheel on disk).
 set -euo pipefail
-PYTHON=${PYTHON:-python3}
+cd "$(dirname "$0")/.."
+if [ -z "${PYTHON:-}" ]; then
+  if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python; else PYTHON=.venv/bin/python; fi
+fi
+if [ "$PYTHON" = .venv/bin/python ] && [ ! -x .venv/bin/python ]; then
+  echo "making a virtual environment in .venv/ (activate it with: . .venv/bin/activate)"
+  python3 -m venv .venv || { rm -rf .venv; echo "error: 'python3 -m venv .venv' failed; install the venv module" \
+    "(Debian/Ubuntu: apt install python3-venv) or activate a virtual environment, then rerun" >&2; exit 1; }
+fi
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
     "$PYTHON" -m pip install -q torch
