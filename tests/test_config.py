@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +78,87 @@ def test_a_field_added_since_a_run_began_takes_the_preset_value(tmp_path):
     later.dtype = "float32"
     with pytest.raises(SystemExit, match="dtype: recorded 'bfloat16', now 'float32'"):
         checkpoint.record_config(tmp_path, later)
+
+
+# One bad value per rule of config._rules, and a piece of the message it must give.
+BAD = {
+    "seed": ("-1", "≥ 0"),
+    "device": ("cuda:99", "cuda[:N]"),
+    "world.n_docs": ("10", "≥ 100"),
+    "world.val_frac": ("0.5", "< 0.5"),
+    "world.test_frac": ("0.96", "val_frac + world.test_frac < 1"),
+    "world.label_tau": ("-0.1", "≥ 0"),
+    "tokenizer.vocab_size": ("100", "≥ 260"),
+    "tokenizer.train_chars": ("0", "> 0"),
+    "model.block_size": ("32", "≥ 64"),
+    "model.n_layer": ("0", "≥ 1"),
+    "model.n_head": ("0", "≥ 1"),
+    "model.n_embd": ("30", "RoPE"),
+    "model.dropout": ("1.0", "< 1"),
+    "rm.n_models": ("0", "≥ 1"),
+    "rm.train_docs": ("0", "≥ 1"),
+    "rm.summaries_per_doc": ("1", "≥ 2"),
+    "rm.val_pairs": ("0", "≥ 1"),
+    "rm.test_pairs": ("0", "≥ 1"),
+    "rm.ood_pairs": ("0", "≥ 1"),
+    "rm.corrupt": ("1.5", "< 0.5"),
+    "rm.lr_multipliers": ("1,a", "positive numbers"),
+    "rm.dropout_choices": ("0.1,1.5", "< 1"),
+    "rm.baklava": ("0", "≥ 1"),
+    "rm.probe_steps": ("-1", "≥ 0"),
+    "ppo.iterations": ("0", "≥ 1"),
+    "ppo.batch_size": ("0", "≥ 1"),
+    "ppo.minibatch_size": ("100", "≤ ppo.batch_size"),
+    "ppo.epochs": ("0", "≥ 1"),
+    "ppo.lr": ("0", "> 0"),
+    "ppo.weight_decay": ("-1", "≥ 0"),
+    "ppo.kl_coef": ("-1", "≥ 0"),
+    "ppo.temperature": ("0", "> 0"),
+    "ppo.max_new_tokens": ("0", "≥ 1"),
+    "ppo.gamma": ("1.5", "≤ 1"),
+    "ppo.lam": ("-0.5", "≥ 0"),
+    "ppo.cliprange": ("0", "> 0"),
+    "ppo.cliprange_value": ("0", "> 0"),
+    "ppo.vf_coef": ("-1", "≥ 0"),
+    "ppo.grad_clip": ("-1", "≥ 0"),
+    "rlhf.rewards": ("warm:9", "1 ≤ M ≤ rm.n_models"),
+    "rlhf.kl_coefs": ("0.1,-1", "numbers ≥ 0"),
+    "rlhf.eval_every": ("0", "≥ 1"),
+    "rlhf.eval_docs": ("0", "≥ 1"),
+    "rlhf.test_docs": ("0", "≥ 1"),
+    "rlhf.bon_docs": ("0", "≥ 1"),
+    "rlhf.bon_n": ("0", "≥ 1"),
+    **{f"{s}.{k}": v for s in ("pretrain", "sft", "rm_train") for k, v in {
+        "steps": ("0", "≥ 1"), "batch_size": ("0", "≥ 1"), "grad_accum": ("0", "≥ 1"), "lr": ("-0.001", "> 0"),
+        "min_lr_frac": ("2", "≤ 1"), "warmup_steps": ("-1", "≥ 0"), "weight_decay": ("-1", "≥ 0"), "beta2": ("1", "< 1"),
+        "grad_clip": ("-1", "≥ 0"), "eval_every": ("0", "≥ 1"), "ckpt_every": ("0", "≥ 1"), "snapshot_every": ("-1", "≥ 0")}.items()},
+}
+
+
+def test_every_rule_has_a_bad_value_below():
+    assert {flag for flag, _, _ in config._rules(config.preset("tiny"))} == set(BAD)
+
+
+@pytest.mark.parametrize("preset", config.PRESETS)
+def test_every_preset_passes_the_rules(preset):
+    cfg = config.preset(preset)
+    cfg.device = "cpu"  # the gpu preset's cuda is checked against this machine
+    config.validate(cfg)
+
+
+@pytest.mark.parametrize("flag", sorted(BAD))
+def test_a_bad_setting_is_one_line_naming_the_flag_and_exit_status_2(flag, capsys):
+    value, allowed = BAD[flag]
+    with pytest.raises(SystemExit) as exit:
+        parse("--preset", "tiny", "--run-dir", "unused", f"--{flag}", value)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --{flag} ") and allowed in err and "\n" not in err, err
+
+
+def test_a_bad_setting_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "train_rm.py", "--preset", "tiny", "--run-dir", str(run_dir), "--rm.corrupt", "1.5"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip() == "error: --rm.corrupt 1.5: must be ≥ 0 and < 0.5"
+    assert not run_dir.exists()
