@@ -143,6 +143,12 @@ def test_chosen_rejected_follow_the_labels():
     assert len(pairs.head(1)) == 1
 
 
+def test_the_labeler_abstains_on_ties():
+    scores = [[1.0, 1.0, 0.5], [1.0, 1.0, 1.0 + 1e-12], [0.0, 1.0, 0.0]]  # doc 1: three perfect summaries
+    assert prefs.untied_pairs(scores, first_only=False) == [(0, 0, 2), (0, 1, 2), (2, 0, 1), (2, 1, 2)]
+    assert prefs.untied_pairs(scores, first_only=True) == [(0, 0, 2), (2, 0, 1)]  # evaluation: one pair per document
+
+
 def _fake_enc():
     ranks = {bytes([i]): i for i in range(256)}
     return tok.build_encoding(ranks)

@@ -2,11 +2,14 @@
 
 Splits (each from its own documents):
     train   SFT snapshots at temperature 1 (a mix of checkpoints, so that quality varies), K summaries per
-            document and every pair of them labeled (`--rm.summaries_per_doc`); labels possibly corrupted
-            (`--rm.corrupt`: the paper's 25% setting keeps the clean label too)
-    val     the same policies on validation documents: ranks the RMs and picks the soup
-    test    the same policies on test documents: in distribution
-    ood     shifted policies on test documents: the pretrained-only model, and SFT at a high temperature
+            document and every untied pair of them labeled (`--rm.summaries_per_doc`); labels possibly
+            corrupted (`--rm.corrupt`: the paper's 25% setting keeps the clean label too)
+    val     the same policies on validation documents, one pair each: ranks the RMs and picks the soup
+    test    the same policies on test documents, one pair each: in distribution
+    ood     shifted policies on test documents, one pair each: the pretrained-only model, and SFT at a high
+            temperature
+The labeler abstains on ties: two summaries of equal oracle score (most often two different wordings of a
+perfect summary) have no right answer, so their label would be a coin flip that no reward model can learn.
 Each split is cached in `prefs/<split>.pt` as plain tensors and lists of token ids.
 """
 
@@ -70,11 +73,15 @@ def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
     return [(s, 1.0) for s in snapshots[len(snapshots) // 2 :]]
 
 
+EVAL_SUMMARIES = 3  # per evaluation document: with 2, ~30% of cpu-preset documents had only a tie to offer
+TIE = 1e-6  # oracle scores closer than this are equal (a score is a float sum)
+
+
 def split_size(cfg: Config, split: str) -> tuple[int, int]:
-    """(documents, summaries per document) of a split: K = rm.summaries_per_doc for training, 2 elsewhere."""
+    """(documents, summaries per document) of a split: K = rm.summaries_per_doc for training, 3 elsewhere."""
     if split == "train":
         return cfg.rm.train_docs, cfg.rm.summaries_per_doc
-    return getattr(cfg.rm, f"{split}_pairs"), 2
+    return getattr(cfg.rm, f"{split}_pairs"), EVAL_SUMMARIES
 
 
 def all_pairs(n_docs: int, k: int) -> list[tuple[int, int, int]]:
@@ -82,10 +89,24 @@ def all_pairs(n_docs: int, k: int) -> list[tuple[int, int, int]]:
     return [(i, s, t) for i in range(n_docs) for s, t in itertools.combinations(range(k), 2)]
 
 
+def untied_pairs(scores: list[list[float]], first_only: bool) -> list[tuple[int, int, int]]:
+    """(document, summary s, summary t) for the pairs the labeler judges: those whose oracle scores differ.
+
+    `first_only` keeps one per document (the first in `all_pairs` order), so that pairs are independent.
+    """
+    pairs = [(i, s, t) for i, s, t in all_pairs(len(scores), len(scores[0])) if abs(scores[i][s] - scores[i][t]) > TIE]
+    if not first_only:
+        return pairs
+    first = {}
+    for pair in pairs:
+        first.setdefault(pair[0], pair)
+    return list(first.values())
+
+
 def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
-    """K summaries per document (K = rm.summaries_per_doc for training, 2 elsewhere), each from a policy
-    drawn on its own (so that they often differ in quality); every pair of them labeled by the world's
-    labeler. Evaluation splits thus hold one pair per document, independent of each other."""
+    """K summaries per document (K = rm.summaries_per_doc for training, 3 elsewhere), each from a policy
+    drawn on its own (so that they often differ in quality), and the untied pairs of them labeled by the
+    world's labeler: all of them for training, the first of each document for evaluation."""
     n_docs, k = split_size(cfg, split)
     docs = docs_of(splits, split)[:n_docs]
     n = len(docs)
@@ -102,7 +123,7 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
                 summaries[i][side] = text
     scores = [[world.score(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
-    pairs = all_pairs(n, k)
+    pairs = untied_pairs(scores, first_only=split != "train")
     score_a = torch.tensor([scores[i][s] for i, s, _ in pairs])
     score_b = torch.tensor([scores[i][t] for i, _, t in pairs])
     corrupt = cfg.rm.corrupt if split == "train" else 0.0  # evaluation labels stay clean
