@@ -39,18 +39,22 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
                  *[f"prefs/{s}.pt" for s in ("train", "val", "test", "ood")], *[f"rm/rm_{i}.pt" for i in range(4)]]:
         assert (run_dir / path).exists(), path
     assert len(list((run_dir / "sft").glob("step_*.pt"))) >= 3  # the Baklava trajectory
-    # K = 3 summaries per training document: its 3 pairs share them, and each is labeled on its own oracle scores
-    train = prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "train.pt"))
+    # K = 3 summaries per training document: its pairs share them; the labeler abstains on ties
     cfg = config.preset("tiny")
-    assert train.doc == [i for i in range(cfg.rm.train_docs) for _ in range(3)]
-    assert train.a[0] == train.a[1] and train.b[0] == train.a[2] and train.b[1] == train.b[2]
-    assert len(prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt"))) == cfg.rm.val_pairs  # one pair per document
+    split = {s: prefs.Pairs(**checkpoint.load(run_dir / "prefs" / f"{s}.pt")) for s in ("train", "val")}
+    for pairs in split.values():
+        assert ((pairs.score_a - pairs.score_b).abs() > prefs.TIE).all()
+    train = split["train"]
+    per_doc = {i: {tuple(x) for j, a, b in zip(train.doc, train.a, train.b) if j == i for x in (a, b)} for i in set(train.doc)}
+    assert all(len(s) <= 3 for s in per_doc.values()) and len(train) > len(per_doc)  # some document gave several pairs
+    assert len(set(split["val"].doc)) == len(split["val"]) <= cfg.rm.val_pairs  # one pair per document at most
     for line in (run_dir / "metrics" / "sft.jsonl").read_text().splitlines():
         assert math.isfinite(json.loads(line)["loss"])
 
     assert "pairwise accuracy" in merge_out and "greedy soup keeps" in merge_out
     rows = list(csv.DictReader(open(run_dir / "warm" / "accuracy.csv")))
     assert [r["model"] for r in rows][-2:] == ["ENS M=4", "WARM M=4"]
+    assert "train (corrupted labels)" not in rows[0] and "nan" not in merge_out  # no flipped labels, no such column
     for r in rows:
         for column in ("val", "test", "ood"):
             assert 0.0 <= float(r[column]) <= 1.0
