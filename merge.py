@@ -77,4 +77,4 @@ def world_ceiling(cfg, pairs) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    config.run_script(main)

@@ -162,3 +162,15 @@ def test_a_bad_setting_writes_nothing(tmp_path):
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip() == "error: --rm.corrupt 1.5: must be ≥ 0 and < 0.5"
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("failure", [config.RunError("rm_0 diverged at step 5"), PermissionError(13, "Permission denied", "runs/x")])
+def test_expected_failures_are_one_line_without_a_traceback(failure, capsys):
+    def main():
+        raise failure
+
+    with pytest.raises(SystemExit) as exit:
+        config.run_script(main)
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

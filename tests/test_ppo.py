@@ -16,6 +16,8 @@ from warm_mini.model import GPT, generate, sequence_logprobs
 from warm_mini.ppo import (PPOTrainer, ValueModel, gae, has_eot, join_left_padded, penalise_missing_eot,
                            per_token_kl, ppo_losses, rewards_with_kl, whiten)
 from warm_mini.reward import RewardModel
+from warm_mini.rl import check_finite
+from warm_mini.train import Diverged
 
 PAD, EOT, TARGET = 0, 1, 2  # the toy vocabulary: tokens 3.. are ordinary words
 V, PROMPT_LEN = 8, 3
@@ -255,3 +257,18 @@ def test_time_split_adds_up_to_the_iteration():
     assert 0.3 <= metrics["time/reward_model"] <= metrics["time/scoring"]
     phases = metrics["time/generation"] + metrics["time/scoring"] + metrics["time/update"]
     assert 0.8 * wall - 0.05 <= phases <= wall  # counting the reward model twice would add 0.3 s
+
+
+class NaNReward(TargetShare):
+    def forward(self, idx, attention_mask):
+        return super().forward(idx, attention_mask) * float("nan")
+
+
+def test_a_non_finite_reward_stops_ppo_before_it_is_logged(tmp_path):
+    trainer = toy_trainer()
+    metrics, _ = trainer.step(*toy_prompts(32, seed=0))
+    check_finite(trainer, metrics, "ppo toy", tmp_path / "state.pt")  # a healthy iteration passes
+    trainer.reward_model = NaNReward()
+    metrics, _ = trainer.step(*toy_prompts(32, seed=1))
+    with pytest.raises(Diverged, match=r"ppo toy diverged at iteration 2: objective/proxy_reward.*weights not finite"):
+        check_finite(trainer, metrics, "ppo toy", tmp_path / "state.pt")

@@ -14,7 +14,7 @@ import torch
 
 from warm_mini import checkpoint, config, data
 from warm_mini.model import GPT
-from warm_mini.train import lr_at, param_groups
+from warm_mini.train import Diverged, lr_at, param_groups, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny run small enough for a test, with checkpoints often enough to be killed between them.
@@ -125,3 +125,21 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
     assert len(a) == len(b) == 24 and not any(math.isnan(x) for x in a)
     assert a == pytest.approx(b, rel=1e-4)
     assert a[-1] < a[0]  # it learned something, so matching curves mean something
+
+
+def test_a_diverging_run_stops_before_the_bad_step_and_keeps_the_last_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(config.ModelConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    cfg = config.TrainConfig(steps=10, batch_size=2, lr=1e-3, warmup_steps=0, ckpt_every=2, eval_every=100)
+    batch_fn = lambda step, micro, rank, world: {"idx": torch.randint(0, 16, (2, 8)), "step": step}
+
+    def loss_fn(m, batch):  # a forced divergence: the loss of step 5 (index 4) is NaN
+        logits, _ = m(batch["idx"])
+        return logits.float().pow(2).mean() * (float("nan") if batch["step"] == 4 else 1.0)
+
+    with pytest.raises(Diverged, match=r"rm_7 diverged at step 5: loss nan.*learning rate.*state.pt \(step 4\)"):
+        train(model, cfg, batch_fn, loss_fn, tmp_path, metrics_path=tmp_path / "m.jsonl", desc="rm_7")
+    kept = checkpoint.load(tmp_path / "state.pt")
+    assert kept["step"] == 4 and all(torch.isfinite(t).all() for t in kept["model"].values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step never reached the weights
+    assert [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()] == [1, 2, 3, 4]

@@ -34,11 +34,12 @@ import torch
 import torch.nn as nn
 
 from warm_mini import checkpoint
+from warm_mini.config import RunError
 
 Source = dict | str | os.PathLike
 
 
-class MergeError(ValueError):
+class MergeError(RunError):
     """Checkpoints that cannot be averaged: another architecture, tokenizer, set of tensors, shape or dtype."""
 
 

@@ -430,6 +430,21 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
     return rules
 
 
+class RunError(Exception):
+    """An expected failure (a diverged run, a damaged file, checkpoints that cannot be merged): the scripts
+    report it as one line, with what to do, instead of a traceback."""
+
+
+def run_script(main) -> None:
+    """Call a script's `main()`; a RunError or an OSError (a read-only directory, a full disk) prints one line
+    `error: ...` on stderr and exits with status 1."""
+    try:
+        main()
+    except (RunError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def validate(cfg: Config) -> None:
     """Refuse a bad setting before any work: `error: --flag value: must be ...` on stderr, exit status 2."""
     for flag, holds, allowed in _rules(cfg):

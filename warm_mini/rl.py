@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from warm_mini import checkpoint, data, evaluate, lm, reward
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config
 from warm_mini.ppo import PPOTrainer, ValueModel, per_token_kl
+from warm_mini.train import Diverged
 
 
 def sources(cfg: Config, run_dir: Path) -> list[str]:
@@ -89,6 +91,18 @@ def evaluate_policy(trainer: PPOTrainer, enc, docs, seed: int, batch_size: int =
     return {"eval/control_reward": mean(control), "eval/proxy_reward": mean(proxy), "eval/kl": mean(kl)}
 
 
+def check_finite(trainer: PPOTrainer, metrics: dict, name: str, state_path: Path) -> None:
+    """Raise Diverged when an iteration's metrics or the updated weights are inf or NaN: the run stops before
+    they reach a log or a checkpoint, and before the next rollout samples from a broken policy."""
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    bad += ["weights"] * (not all(bool(torch.isfinite(p).all()) for p in trainer.params))
+    if bad:
+        kept = f"{state_path} (iteration {checkpoint.load(state_path)['iteration']})" if state_path.exists() else "none yet"
+        raise Diverged(f"{name} diverged at iteration {trainer.iteration}: {', '.join(bad)} not finite at --ppo.lr "
+                       f"{trainer.cfg.lr:g}; most likely the learning rate is too high: lower it and rerun. "
+                       f"The last good checkpoint is kept: {kept}")
+
+
 def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits: data.Splits, enc) -> Path:
     """PPO of the SFT policy against `source` at `kl_coef`, resuming if interrupted; returns the run's folder."""
     out = ppo_dir(run_dir, cfg, source, kl_coef)
@@ -129,6 +143,7 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
         rows = data.shuffled_rows(len(splits.train), cfg.seed, trainer.iteration, 0, 0, 1, cfg.ppo.batch_size, 1)
         docs = [splits.train[i] for i in rows]
         metrics, ro = trainer.step(*_prompts(enc, docs, device))
+        check_finite(trainer, metrics, f"ppo {label(source)} kl {kl_coef:g}", out / "state.pt")
         control = evaluate.control_scores(enc, docs, _summaries(ro))
         metrics["objective/control_reward"] = sum(control) / len(control)
         checkpoint.append_jsonl(out / "train.jsonl", {"iteration": trainer.iteration, **metrics})

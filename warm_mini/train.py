@@ -27,7 +27,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from warm_mini import checkpoint
-from warm_mini.config import TrainConfig
+from warm_mini.config import RunError, TrainConfig
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -134,6 +134,10 @@ def _as_python_state(state):
 
 # ----------------------------------------------------------------------------- the loop
 
+class Diverged(RunError):
+    """A loss, gradient, reward or weight became inf or NaN: the run stops before it reaches a checkpoint."""
+
+
 def train(
     model: torch.nn.Module,
     cfg: TrainConfig,
@@ -213,6 +217,11 @@ def train(
             dist.all_reduce(loss_t)
             loss_sum = loss_t.item() / world
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):  # stop before the bad step touches the weights
+            kept = f"{state_path} (step {checkpoint.load(state_path)['step']})" if state_path.exists() else "none yet"
+            raise Diverged(f"{desc} diverged at step {step + 1}: loss {loss_sum}, gradient norm {float(grad_norm)} at "
+                           f"learning rate {lr:.2e}; most likely the learning rate is too high: lower it and rerun. "
+                           f"The last good checkpoint is kept: {kept}")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
