@@ -206,3 +206,11 @@ def test_labeler_scores_summaries_with_the_oracle():
     bad = [d.reference for d in docs]  # no end marker
     labels = Labeler(tau=0.01, seed=0).label_summaries(docs, good, bad)
     assert labels.label.all()
+
+
+def test_the_labeler_orders_two_summaries_that_the_score_ties_at_the_floor():
+    doc = DOCS[0]
+    bad, worse = doc.text + EOT, doc.text * 3 + EOT  # both score the floor; the longer one has more penalties
+    assert score(doc, bad) == score(doc, worse) == world.FLOOR
+    assert world.quality(doc, worse) < world.quality(doc, bad) < world.FLOOR
+    assert world.Labeler(tau=0.0).label_summaries([doc], [bad], [worse]).clean.tolist() == [True]

@@ -8,8 +8,9 @@ Splits (each from its own documents):
     test    the same policies on test documents, one pair each: in distribution
     ood     shifted policies on test documents, one pair each: the pretrained-only model, and SFT at a high
             temperature
-The labeler abstains on ties: two summaries of equal oracle score (most often two different wordings of a
-perfect summary) have no right answer, so their label would be a coin flip that no reward model can learn.
+The labeler compares the oracle's unclipped quality and abstains on ties: two summaries of equal quality (most
+often two wordings of a perfect summary) have no right answer, so their label would be a coin flip that no
+reward model can learn.
 Each split is cached in `prefs/<split>.pt` as plain tensors and lists of token ids.
 """
 
@@ -36,7 +37,7 @@ class Pairs:
     doc: list[int]  # index of the document in its split's list
     a: list[list[int]]  # summary token ids, EOT included when the policy wrote it
     b: list[list[int]]
-    score_a: torch.Tensor  # (N,) oracle scores, never shown to a reward model
+    score_a: torch.Tensor  # (N,) oracle quality (world.quality: the score before its floor), never shown to a reward model
     score_b: torch.Tensor
     label: torch.Tensor  # (N,) bool, what RMs train on
     clean: torch.Tensor  # (N,) bool, the label before corruption
@@ -121,7 +122,7 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
             texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + k * p + side, device=cfg.device)
             for i, text in zip(idx, texts):
                 summaries[i][side] = text
-    scores = [[world.score(d, s) for s in summ] for d, summ in zip(docs, summaries)]
+    scores = [[world.quality(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
     pairs = untied_pairs(scores, first_only=split != "train")
     score_a = torch.tensor([scores[i][s] for i, s, _ in pairs])

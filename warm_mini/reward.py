@@ -384,7 +384,7 @@ def load_reward_source(spec: str, run_dir: Path, device: str = "cpu", enc=None, 
         if enc is None or docs is None:
             raise ValueError("the oracle reward needs the tokenizer and the documents it scores")
         val = prefs.Pairs(**checkpoint.load(files[0]))
-        return OracleReward(enc, docs, torch.cat([val.score_a, val.score_b]))
+        return OracleReward(enc, docs, torch.cat([val.score_a, val.score_b]).clamp_min(world.FLOOR))  # quality -> score
     if not spec.startswith("ens:"):
         return rm_from_checkpoint(checkpoint.load(files[0]), device)
     ens_file = checkpoint.load(files[0])

@@ -459,9 +459,15 @@ def score_components(doc: Document, summary: str) -> dict[str, float]:
     }
 
 
+def quality(doc: Document, summary: str) -> float:
+    """The oracle's parts added up, unclipped (at most 1 up to rounding): what the labeler compares, so that it still orders
+    two bad summaries that `score` would tie at the floor."""
+    return sum(score_components(doc, summary).values())
+
+
 def score(doc: Document, summary: str) -> float:
-    """The oracle: 1 for a perfect summary (the reference + EOT), down to FLOOR for a bad one."""
-    return min(1.0, max(FLOOR, sum(score_components(doc, summary).values())))
+    """The oracle (the control reward): 1 for a perfect summary (the reference + EOT), down to FLOOR for a bad one."""
+    return min(1.0, max(FLOOR, quality(doc, summary)))  # min: the weights' float sum can exceed 1 by 2e-16
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -507,7 +513,7 @@ class Labeler:
 
     def label_summaries(self, docs: list[Document], summaries1: list[str], summaries2: list[str]) -> Labels:
         """Labels for pairs of summaries (EOT included where generated) of the given documents."""
-        return self.label([score(d, s) for d, s in zip(docs, summaries1)], [score(d, s) for d, s in zip(docs, summaries2)])
+        return self.label([quality(d, s) for d, s in zip(docs, summaries1)], [quality(d, s) for d, s in zip(docs, summaries2)])
 
     def agreement(self, s1, s2) -> float:
         """Expected share of clean labels that pick the higher-scoring summary (ties count half).
