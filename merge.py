@@ -32,7 +32,11 @@ def main(argv=None):
     pairs = {s: prefs.load_or_make(run_dir, cfg, splits, enc, s) for s in prefs.SPLITS}
     scorer = rm_eval.Scorer(enc, splits, pairs, cfg.device, args.eval_pairs)
 
-    val_acc = [checkpoint.load(p)["val_accuracy"] for p in rm_paths]
+    reference, val_acc = checkpoint.load(rm_paths[0]), []
+    for path in rm_paths:  # every RM read (its checksums verified) and checked before anything is scored or written
+        ckpt = checkpoint.load(path)
+        averaging.check_compatible(reference, ckpt, str(path))
+        val_acc.append(ckpt["val_accuracy"])
     ranked = [rm_index(p) for p in ranked_reward_models(run_dir)]
     print("reward models by validation accuracy: " + ", ".join(f"RM {i} {val_acc[i]:.3f}" for i in ranked))
     ms = sorted({min(int(m), len(rm_paths)) for m in args.ms.split(",")})

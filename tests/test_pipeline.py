@@ -32,6 +32,26 @@ def tiny_run(tmp_path_factory):
     return run_dir, run("train_rm.py", run_dir), run("merge.py", run_dir, "--soup")
 
 
+@pytest.mark.parametrize("damage", ["flipped bytes", "another width"])
+def test_merge_refuses_a_damaged_or_foreign_rm_in_one_line_before_writing_anything(tiny_run, tmp_path, damage):
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run[0], run_dir)
+    shutil.rmtree(run_dir / "warm")
+    path = run_dir / "rm" / "rm_1.pt"
+    if damage == "flipped bytes":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+        path.write_bytes(bytes(data))
+    else:
+        ckpt = checkpoint.load(path)
+        checkpoint.save({**ckpt, "model_config": {**ckpt["model_config"], "n_embd": 64}}, path)
+    out = subprocess.run([sys.executable, "merge.py", "--run-dir", str(run_dir)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("error: ") and "rm_1.pt" in out.stderr
+    assert ("CRC-32" if damage == "flipped bytes" else "model_config.n_embd") in out.stderr
+    assert not (run_dir / "warm").exists()
+
+
 def test_train_rm_and_merge_leave_every_artifact(tiny_run):
     run_dir, out, merge_out = tiny_run
     assert "reward models in" in out

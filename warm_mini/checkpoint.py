@@ -12,7 +12,9 @@ Layout of a run directory (e.g. runs/cpu/):
 import io
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -24,10 +26,20 @@ from warm_mini import config as config_lib
 RESUMABLE_FIELDS = {"device", "ppo", "rlhf"}
 
 
+class DamagedFile(config_lib.RunError):
+    """A run file that is cut short, corrupted, or holds more than tensors and plain values."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}; delete it and rerun the stage that wrote it")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file, fsync, then rename: a kill at any moment leaves either the old file or the new."""
+    """Write to a temporary file, fsync, then rename: a kill at any moment leaves either the old file or the new.
+    Temporary files a killed earlier write of the same path left behind are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -57,8 +69,25 @@ def save(obj: dict, path: Path) -> None:
 
 
 def load(path: Path, map_location="cpu") -> dict:
-    """Load a checkpoint without unpickling arbitrary objects."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint, refusing a damaged one with DamagedFile.
+
+    A checkpoint is a zip archive whose records carry CRC-32 checksums (torch.save writes them, torch.load
+    does not read them): they are verified first, so flipped bytes are caught. Then torch.load with
+    weights_only=True rebuilds tensors and plain values only, and never runs code from a pickle payload.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError):
+        raise DamagedFile(path, "not a complete checkpoint (cut short?)") from None
+    if bad is not None:
+        raise DamagedFile(path, f"its record {bad} fails its CRC-32 check (corrupted bytes)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise DamagedFile(path, "it holds objects other than tensors and plain values (refused, nothing was run)") from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise DamagedFile(path, f"unreadable ({str(e).splitlines()[0][:120]})") from None
 
 
 def record_config(run_dir: Path, cfg: config_lib.Config) -> None:

@@ -9,6 +9,7 @@ the order training made them, then the special tokens EOT, SEP and PAD.
 """
 
 import base64
+import hashlib
 import heapq
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import regex
 import tiktoken
 
+from warm_mini import checkpoint
 from warm_mini.world import EOT, SEP
 
 PAD = "<|pad|>"  # fills batches of unequal length; never a training target
@@ -135,23 +137,34 @@ def build_encoding(ranks: dict[bytes, int], name: str = "warm-mini") -> tiktoken
     )
 
 
+def checksum_path(path: str | Path) -> Path:
+    """Where the SHA-256 of a tokenizer file is kept (tiktoken's format has no room for it)."""
+    return Path(f"{path}.sha256")
+
+
 def save(ranks: dict[bytes, int], path: str | Path) -> None:
-    """Write ranks in tiktoken's text format: one `base64(token bytes) rank` line per token.
+    """Write ranks in tiktoken's text format: one `base64(token bytes) rank` line per token, and its SHA-256
+    beside it. Both writes are atomic, the checksum first: a kill between them leaves no tokenizer file.
 
     The special tokens are not stored: they are fixed by this module and `load` appends them.
     """
     lines = [f"{base64.b64encode(t).decode('ascii')} {r}\n" for t, r in sorted(ranks.items(), key=lambda kv: kv[1])]
-    Path(path).write_text("".join(lines), encoding="ascii")
+    data = "".join(lines).encode("ascii")
+    checkpoint.atomic_write_text(checksum_path(path), hashlib.sha256(data).hexdigest() + "\n")
+    checkpoint.atomic_write_bytes(Path(path), data)
 
 
 def load(path: str | Path) -> tiktoken.Encoding:
-    """Read a file written by `save` and rebuild the Encoding.
+    """Read a file written by `save`, check it against its SHA-256, and rebuild the Encoding.
 
     We parse the file ourselves: `tiktoken.load.load_tiktoken_bpe` would also copy a local file into
     tiktoken's cache directory.
     """
+    data, sums = Path(path).read_bytes(), checksum_path(path)
+    if not sums.exists() or hashlib.sha256(data).hexdigest() != sums.read_text().strip():
+        raise checkpoint.DamagedFile(path, f"it does not match its checksum {sums.name} (cut short or corrupted)")
     ranks = {}
-    for line in Path(path).read_text(encoding="ascii").splitlines():
+    for line in data.decode("ascii").splitlines():
         token, rank = line.split()
         ranks[base64.b64decode(token)] = int(rank)
     return build_encoding(ranks)
