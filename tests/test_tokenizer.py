@@ -16,6 +16,7 @@ from warm_mini.tokenizer import (
     SPECIALS,
     SPLIT_PATTERN,
     build_encoding,
+    decode,
     encode,
     encode_with_specials,
     load,
@@ -80,11 +81,18 @@ def enc(ranks):
     ],
 )
 def test_round_trip(enc, text):
-    assert enc.decode(encode(enc, text)) == text
+    assert decode(enc, encode(enc, text)) == text
 
 
 def test_round_trip_of_the_training_text(enc, corpus):
-    assert enc.decode(encode(enc, corpus)) == corpus
+    assert decode(enc, encode(enc, corpus)) == corpus
+
+
+def test_a_word_is_one_token_at_the_start_of_a_text_as_inside_it(enc):
+    word = encode(enc, "summary")
+    assert enc.decode(word) == " summary"  # the prefix
+    ids = encode_with_specials(enc, f"summary{SEP}summary summary{EOT}")
+    assert ids == word + [special_ids(enc)[1]] + word + word + [special_ids(enc)[0]]
 
 
 def test_decode_bytes_is_the_concatenation_of_token_bytes(enc, ranks):
@@ -102,14 +110,14 @@ def test_tokens_can_split_a_multibyte_character(enc):
     assert enc.decode(e_acute[:1], errors="replace") == "\ufffd"
     assert enc.decode(e_acute) == "é"
     emoji_ids = encode(enc, "🎉")
-    assert enc.decode_bytes(emoji_ids) == "🎉".encode()
+    assert enc.decode_bytes(emoji_ids) == " 🎉".encode()
 
 
 def test_plain_text_never_produces_special_tokens(enc):
     text = f"a document{SEP}its summary{EOT}{PAD} and more"
     ids = encode(enc, text)
     assert not set(ids) & set(special_ids(enc))
-    assert enc.decode(ids) == text  # the special strings are spelled out in ordinary tokens
+    assert decode(enc, ids) == text  # the special strings are spelled out in ordinary tokens
     with pytest.raises(ValueError):
         enc.encode(text)  # tiktoken's default refuses text containing a special string
 
@@ -120,7 +128,7 @@ def test_special_tokens_when_allowed(enc, ranks):
     ids = encode_with_specials(enc, f"a document{SEP}its summary{EOT}{PAD}")
     assert ids[-2:] == [eot, pad]
     assert [i for i in ids if i in (eot, sep, pad)] == [sep, eot, pad]
-    assert enc.decode(ids) == f"a document{SEP}its summary{EOT}{PAD}"
+    assert decode(enc, ids) == f"a document{SEP}its summary{EOT}{PAD}"
 
 
 def test_vocab_size_and_compression(enc, ranks, corpus):
@@ -181,7 +189,7 @@ def reference_encode(ranks: dict[bytes, int], text: str) -> list[int]:
 def test_tiktoken_encodes_like_the_reference_encoder(enc, ranks, corpus):
     unseen = synthetic_corpus(5_000, seed=1) + " Ærøskøbing's 2024 résumé… 👨‍👩‍👧\n\n  x"
     for text in (corpus[:30_000], unseen):
-        assert encode(enc, text) == reference_encode(ranks, text)
+        assert encode(enc, text) == reference_encode(ranks, " " + text)  # encode puts the prefix first
 
 
 def test_training_is_deterministic_across_hash_seeds(tmp_path, corpus):

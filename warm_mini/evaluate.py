@@ -14,11 +14,12 @@ import torch
 from tqdm import tqdm
 
 from warm_mini import checkpoint, lm, reward, world
+from warm_mini import tokenizer as tok
 
 
 def control_scores(enc, docs, summaries: list[list[int]]) -> list[float]:
     """The control reward: the oracle's score of each summary (token ids) on its document."""
-    return [world.score(d, enc.decode(s)) for d, s in zip(docs, summaries)]
+    return [world.score(d, tok.decode(enc, s)) for d, s in zip(docs, summaries)]
 
 
 def bon_kl(n: int) -> float:

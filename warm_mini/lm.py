@@ -116,7 +116,7 @@ def sample_summaries(model: GPT, enc: tiktoken.Encoding, docs: list[world.Docume
 def summarize(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], temperature: float,
               batch_size: int = 64, seed: int = 0, device: str = "cpu") -> list[str]:
     """One summary per document, decoded with its end marker when the model produced one."""
-    return [enc.decode(ids) for ids in sample_summaries(model, enc, docs, temperature, batch_size, seed, device)]
+    return [tok.decode(enc, ids) for ids in sample_summaries(model, enc, docs, temperature, batch_size, seed, device)]
 
 
 def quality_report(model: GPT, enc: tiktoken.Encoding, docs: list[world.Document], seed: int, device: str = "cpu") -> dict:

@@ -339,7 +339,7 @@ class OracleReward(nn.Module):
         for row, keep in zip(idx.tolist(), attention_mask.tolist()):
             ids = [t for t, k in zip(row, keep) if k]
             cut = ids.index(self.sep) + 1  # the prompt ends at the first separator
-            out.append(world.score(self.doc_of_prompt[tuple(ids[:cut])], self.enc.decode(ids[cut:])))
+            out.append(world.score(self.doc_of_prompt[tuple(ids[:cut])], tok.decode(self.enc, ids[cut:])))
         return (torch.tensor(out, device=idx.device) - self.mean) / self.std
 
 

@@ -182,13 +182,33 @@ def special_ids(enc: tiktoken.Encoding) -> tuple[int, int, int]:
     return tuple(enc.encode_single_token(s) for s in SPECIALS)
 
 
+# Every text is encoded with a space in front (SentencePiece's "dummy prefix"), so that a word is the same
+# token wherever it stands: " Walter" is one token, while "Walter" at the start of a summary was three
+# ("W", "al", "ter") that the document's " Walter" never matched. Decoding removes the space again.
+PREFIX = " "
+_SPECIAL = regex.compile("(" + "|".join(regex.escape(s) for s in SPECIALS) + ")")
+
+
 def encode(enc: tiktoken.Encoding, text: str) -> list[int]:
-    """Encode plain text: a literal "<|endoftext|>" in it is spelled out in ordinary tokens, so text
-    can never inject a special token."""
-    return enc.encode_ordinary(text)
+    """Encode plain text, after PREFIX: a literal "<|endoftext|>" in it is spelled out in ordinary tokens,
+    so text can never inject a special token."""
+    return enc.encode_ordinary(PREFIX + text)
 
 
 def encode_with_specials(enc: tiktoken.Encoding, text: str) -> list[int]:
     """Encode text we assembled ourselves (e.g. document + SEP + summary + EOT): our special strings
-    become their special ids."""
-    return enc.encode(text, allowed_special=set(SPECIALS))
+    become their special ids, and each text between them is encoded as `encode` does."""
+    pieces = _SPECIAL.split(text)  # odd positions hold the special strings
+    return [i for k, piece in enumerate(pieces) if piece
+            for i in ([enc.encode_single_token(piece)] if k % 2 else encode(enc, piece))]
+
+
+def decode(enc: tiktoken.Encoding, ids: list[int]) -> str:
+    """The text of `ids`, with PREFIX removed from each text between special tokens:
+    decode(encode_with_specials(text)) == text."""
+    specials, out, start = set(special_ids(enc)), [], 0
+    for end in [i for i, t in enumerate(ids) if t in specials] + [len(ids)]:
+        out.append(enc.decode(ids[start:end]).removeprefix(PREFIX))
+        out.append(enc.decode(ids[end : end + 1]))
+        start = end + 1
+    return "".join(out)
