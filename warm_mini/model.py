@@ -110,7 +110,7 @@ def rotary_tables(head_dim: int, max_len: int, base: float = 10000.0) -> tuple[t
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding (RoPE): turn each pair of channels (i, i + hd/2) of q or k by its angle.
 
-    x: (B, nh, T, hd); cos, sin: (B, 1, T, hd/2). After rotation the dot product q_t . k_s depends on
+    x: (B, T, 2, nh, hd), q and k; cos, sin: (B, T, 1, 1, hd/2). After rotation the dot product q_t . k_s depends on
     t - s only, so attention "to the token before me" is one pattern for every position: the first
     half of the copy (induction) circuit that summarising needs, learned far sooner than with
     absolute position embeddings.
@@ -132,10 +132,10 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, rope, allowed=None, cache=None):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        # split channels into heads and move heads next to the batch dim: (B, nh, T, hd)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        q, k = rotate(q, *rope), rotate(k, *rope)  # keys enter the cache already rotated
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head)  # (B, T, 3, nh, hd): q, k, v of every head
+        qk = rotate(qkv[:, :, :2], *rope)  # q and k rotated in one pass; keys enter the cache already rotated
+        # heads next to the batch dim: (B, nh, T, hd)
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # (B, nh, S, hd), S = cached + T
         dropout_p = self.dropout if self.training else 0.0
@@ -239,7 +239,7 @@ class GPT(nn.Module):
                 mask = cache.key_mask[:, :past + T]  # (B, S): every key so far
             allowed = attention_allowed(mask, T)  # (B, 1, T, S)
 
-        rope = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # 2 x (B or 1, 1, T, hd/2)
+        rope = self.rope_cos[pos][:, :, None, None], self.rope_sin[pos][:, :, None, None]  # 2 x (B or 1, T, 1, 1, hd/2)
         x = self.drop(self.tok_emb(idx))  # (B, T, C)
         for block in self.blocks:
             x = block(x, rope, allowed, cache)
@@ -264,9 +264,13 @@ class GPT(nn.Module):
         if targets is None:
             return self.lm_head_logits(h), None
         supervised = targets != IGNORE_INDEX  # (B, T)
-        logits = self.lm_head_logits(h[supervised])  # (N, vocab_size)
+        if bool(supervised.all()):  # pretraining: every position (a view; gathering them would copy, and scatter back)
+            h, targets = h.flatten(0, 1), targets.flatten()
+        else:
+            h, targets = h[supervised], targets[supervised]
+        logits = self.lm_head_logits(h)  # (N, vocab_size)
         # in float32: bf16 log-softmax over thousands of classes loses the small probabilities
-        return logits, F.cross_entropy(logits.float(), targets[supervised])
+        return logits, F.cross_entropy(logits.float(), targets)
 
     def num_params(self) -> int:
         """Parameter count; the token table is counted once although it is also the output layer, where
