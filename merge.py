@@ -72,7 +72,7 @@ def main(argv=None):
             mid, diag = pts[0.5], (pts[0.0]["WA"] + pts[1.0]["WA"]) / 2
             print(f"  {name:14s} WA {pts[0.0]['WA']:.3f} -> {mid['WA']:.3f} -> {pts[1.0]['WA']:.3f} "
                   f"(diagonal {diag:.3f}, ENS at 0.5 {mid['ENS']:.3f})")
-    (warm_dir / "summary.json").write_text(json.dumps({"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}) + "\n")
+    checkpoint.atomic_write_text(warm_dir / "summary.json", json.dumps({"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}) + "\n")
     print(f"\nwrote {warm_dir}/warm_*.pt, accuracy.csv{', lmc.csv' if not args.no_lmc else ''}; next: python rlhf.py --preset {cfg.preset} --run-dir {run_dir}")
 
 

@@ -71,8 +71,7 @@ def run(args, cfg, run_dir: Path) -> None:
 
     out = run_dir / "curves" / f"{args.name}.jsonl"
     out.unlink(missing_ok=True)
-    (run_dir / "curves" / "meta").mkdir(parents=True, exist_ok=True)
-    (run_dir / "curves" / "meta" / f"{args.name}.json").write_text(json.dumps({
+    checkpoint.atomic_write_text(run_dir / "curves" / "meta" / f"{args.name}.json", json.dumps({
         "name": args.name, "argv": sys.argv[1:], "probe": args.probe, "dropout": args.dropout,
         "rm": dataclasses.asdict(cfg.rm), "rm_train": dataclasses.asdict(cfg.rm_train), "model": sft["model_config"],
         "train_pairs": len(pairs["train"]), "train_docs": len(set(pairs["train"].doc))}) + "\n")

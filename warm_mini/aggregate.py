@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from warm_mini import report
+from warm_mini import checkpoint, report
 from warm_mini.evaluate import bon_kl
 from warm_mini.rm_eval import COLUMNS
 
@@ -354,7 +354,7 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
             [{"setting": r["setting"], "a": r["a"], "b": r["b"], "win rate": fmt(r), "per seed": r["per seed"]} for r in tables["win_rates"]],
             "win_rates.png")
     path = out_dir / "README.md"
-    path.write_text("\n".join(lines))
+    checkpoint.atomic_write_text(path, "\n".join(lines))
     return path
 
 

@@ -5,20 +5,24 @@ The figures follow the paper's: LMC (Fig. 3) and accuracy by split (Fig. 4) from
 """
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
+from warm_mini import checkpoint
+
 # ----------------------------------------------------------------------------- tables and figures
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    """Write rows (dicts with the same keys) as CSV, atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    checkpoint.atomic_write_text(path, text.getvalue())
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -58,7 +62,9 @@ def save_figure(fig, path: Path, note: str = "") -> None:
     fig.tight_layout(rect=(0, 0.04, 1, 1) if note else (0, 0, 1, 1))
     if note:
         fig.text(0.01, 0.005, note, fontsize=6, color="gray")
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format="png")
+    checkpoint.atomic_write_bytes(path, buffer.getvalue())
 
 
 def line_panels(panels: dict[str, dict[str, tuple[list, list]]], xlabel: str, ylabel: str, path: Path) -> bool:
@@ -251,5 +257,5 @@ def write_report(run_dir: Path, cfg, runs: dict[str, dict], bon_rows: list[dict]
         figure(win_rate_bars(win_rows, fig_dir / "win_rates.png"), fig_dir / "win_rates.png", "win rates")
 
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    checkpoint.atomic_write_text(path, "\n".join(lines))
     return path
