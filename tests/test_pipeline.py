@@ -219,7 +219,22 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run):
     assert out.returncode == 0, out.stdout + out.stderr
     evals = [r for r in checkpoint.read_jsonl(run_dir / "curves" / "t.jsonl") if "val/accuracy" in r]
     assert [r["step"] for r in evals] == [2, 4]
-    pairs_per_step = config.preset("tiny").rm_train.batch_size * 3  # K = 3: three pairs per document
-    assert [r["pairs_seen"] for r in evals] == [2 * pairs_per_step, 4 * pairs_per_step]
+    train = prefs.Pairs(**checkpoint.load(next((run_dir / "curves" / "prefs").glob("train_*.pt"))))
+    pairs_per_step = config.preset("tiny").rm_train.batch_size * len(train) / len(set(train.doc))  # untied pairs per document
+    assert [r["pairs_seen"] for r in evals] == pytest.approx([2 * pairs_per_step, 4 * pairs_per_step])
     for r in evals:
         assert all(0.0 <= r[k] <= 1.0 for k in ("val/accuracy", "ood/accuracy", "train/accuracy", "train/flipped_agreement"))
+
+
+def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
+    """scripts/rm_errors.py, the diagnostic that found the name blind spot."""
+    run_dir = tiny_run[0]
+    out = subprocess.run([sys.executable, "scripts/rm_errors.py", "--run-dir", str(run_dir), "rm/rm_0.pt", "warm/warm_2.pt",
+                          "--groups", "1000"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    n_val = len(prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt")))
+    heads = [line for line in out.stdout.splitlines() if not line.startswith(" ")]
+    assert [h.split(":")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt"] and all(f"of {n_val} val pairs" in h for h in heads)
+    groups = [line.split() for line in out.stdout.splitlines() if line.startswith(" ")]
+    assert sum(int(g[1]) for g in groups) == 2 * n_val  # every pair in one group, for each model

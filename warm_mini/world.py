@@ -423,13 +423,8 @@ def _index(doc: Document) -> dict[str, tuple[str, float]]:
     return doc._index
 
 
-def score_components(doc: Document, summary: str) -> dict[str, float]:
-    """The oracle's score of `summary` (as generated, EOT included) split into named parts; `score` adds them.
-
-    Text after the first EOT is ignored: generation stops there, so it is never part of the summary.
-    """
-    text, end, _ = summary.partition(EOT)
-    words, classes, facts = _units(text)
+def _check_facts(doc: Document, facts: list[str]) -> tuple[dict[str, float], int, int, int]:
+    """(credit per main-event field, distractor mentions, hallucinations, repeated main facts) of a summary's facts."""
     index = _index(doc)
     credit: dict[str, float] = {}  # main-event field -> best credit earned
     distractors = hallucinations = repeats = 0
@@ -445,6 +440,22 @@ def score_components(doc: Document, summary: str) -> dict[str, float]:
                 repeats += 1
                 c = max(c, credit[f])
             credit[f] = c
+    return credit, distractors, hallucinations, repeats
+
+
+def fact_credit(doc: Document, summary: str) -> dict[str, float]:
+    """The credit `summary` earns for each main-event field it gets right (1, or PARTIAL_NAME for half a name)."""
+    return _check_facts(doc, _units(summary.partition(EOT)[0])[2])[0]
+
+
+def score_components(doc: Document, summary: str) -> dict[str, float]:
+    """The oracle's score of `summary` (as generated, EOT included) split into named parts; `score` adds them.
+
+    Text after the first EOT is ignored: generation stops there, so it is never part of the summary.
+    """
+    text, end, _ = summary.partition(EOT)
+    words, classes, facts = _units(text)
+    credit, distractors, hallucinations, repeats = _check_facts(doc, facts)
     repeats += max(0, len(words) - 1) - len(set(zip(words, words[1:])))  # repeated word bigrams
     disfluent = len([pair for pair in zip(classes, classes[1:]) if pair not in _GRAMMAR])
     n_words = sum(map(str.isalnum, words))

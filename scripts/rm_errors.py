@@ -1,0 +1,52 @@
+"""Where a reward model goes wrong: its accuracy on a split's pairs, grouped by which facts of the main event
+the two summaries get differently right (name, qty, role, ...), against the noise-free oracle order.
+
+The diagnostic that found the name blind spot (see the README's reward-model section):
+
+    python scripts/rm_errors.py --run-dir runs/cpu rm/rm_0.pt warm/warm_6.pt
+    python scripts/rm_errors.py --run-dir runs/cpu --split ood rm/rm_0.pt
+
+A group such as `name+qty` holds the pairs where each summary gets a different one of those facts right
+(or one gets both): the oracle weighs a name 0.25 and a quantity 0.1, so it prefers the right name.
+"""
+
+import collections
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from warm_mini import checkpoint, config, data, prefs, reward, world  # noqa: E402
+from warm_mini import tokenizer as tok  # noqa: E402
+
+
+def differing_facts(doc: world.Document, a: str, b: str) -> str:
+    """The main-event fields whose credit differs between summaries a and b, joined by '+' ('none' if none)."""
+    ca, cb = world.fact_credit(doc, a), world.fact_credit(doc, b)
+    return "+".join(f for f in world.KEY_FACTS if ca.get(f, 0) != cb.get(f, 0)) or "none"
+
+
+def main(argv=None):
+    parser = config.build_parser(__doc__)
+    parser.add_argument("checkpoints", nargs="+", help="reward-model checkpoints, relative to --run-dir")
+    parser.add_argument("--split", choices=prefs.SPLITS, default="val")
+    parser.add_argument("--groups", type=int, default=8, help="the largest groups shown")
+    args = parser.parse_args(argv)
+    cfg, run_dir = config.resolve(args)
+    splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
+    pairs, docs = prefs.load_or_make(run_dir, cfg, splits, enc, args.split), prefs.docs_of(splits, args.split)
+    groups = [differing_facts(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
+    oracle_prefers_a = pairs.score_a > pairs.score_b
+    for name in args.checkpoints:
+        model = reward.rm_from_checkpoint(checkpoint.load(run_dir / name), cfg.device)
+        ra, rb = reward.score_pairs(model, enc, docs, pairs, device=cfg.device)
+        right = ((ra >= rb) == oracle_prefers_a).tolist()
+        by_group = collections.defaultdict(list)
+        for g, r in zip(groups, right):
+            by_group[g].append(r)
+        print(f"{name}: {sum(right) / len(right):.3f} of {len(right)} {args.split} pairs ordered as the oracle orders them")
+        for g, rs in sorted(by_group.items(), key=lambda kv: -len(kv[1]))[: args.groups]:
+            print(f"  {g:32s} {len(rs):5d} pairs  {sum(rs) / len(rs):.3f}")
+
+
+if __name__ == "__main__":
+    config.run_script(main)
