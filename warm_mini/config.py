@@ -328,10 +328,10 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
 REWARD_SOURCE = re.compile(r"rm:(\d+|best)|(ens|warm):\d+|oracle")  # the syntax of one reward source
 
 
-def _numbers(text: str, kind=float) -> list | None:
+def _numbers(text: str) -> list[float] | None:
     """The comma-separated numbers in `text`, or None when one does not parse."""
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
+        return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         return None
 

@@ -91,7 +91,7 @@ def all_pairs(n_docs: int, k: int) -> list[tuple[int, int, int]]:
 
 
 def untied_pairs(scores: list[list[float]], first_only: bool) -> list[tuple[int, int, int]]:
-    """(document, summary s, summary t) for the pairs the labeler judges: those whose oracle scores differ.
+    """(document, summary s, summary t) for the pairs the labeler judges: those whose oracle quality differs.
 
     `first_only` keeps one per document (the first in `all_pairs` order), so that pairs are independent.
     """
