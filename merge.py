@@ -52,7 +52,8 @@ def main(argv=None):
 
     if args.soup:
         def val_accuracy(ckpt):
-            return pair_accuracy(*score_pairs(rm_from_checkpoint(ckpt, cfg.device), enc, splits.val, pairs["val"], device=cfg.device), pairs["val"].label)
+            model = rm_from_checkpoint(ckpt, cfg.device)
+            return pair_accuracy(*score_pairs(model, enc, splits.val, pairs["val"], device=cfg.device), pairs["val"].label)
 
         soup, kept = averaging.greedy_soup([rm_paths[i] for i in ranked], val_accuracy)
         model = rm_from_checkpoint(soup, cfg.device)
@@ -72,8 +73,10 @@ def main(argv=None):
             mid, diag = pts[0.5], (pts[0.0]["WA"] + pts[1.0]["WA"]) / 2
             print(f"  {name:14s} WA {pts[0.0]['WA']:.3f} -> {mid['WA']:.3f} -> {pts[1.0]['WA']:.3f} "
                   f"(diagonal {diag:.3f}, ENS at 0.5 {mid['ENS']:.3f})")
-    checkpoint.atomic_write_text(warm_dir / "summary.json", json.dumps({"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}) + "\n")
-    print(f"\nwrote {warm_dir}/warm_*.pt, accuracy.csv{', lmc.csv' if not args.no_lmc else ''}; next: python rlhf.py --preset {cfg.preset} --run-dir {run_dir}")
+    summary = {"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}
+    checkpoint.atomic_write_text(warm_dir / "summary.json", json.dumps(summary) + "\n")
+    print(f"\nwrote {warm_dir}/warm_*.pt, accuracy.csv{', lmc.csv' if not args.no_lmc else ''}; "
+          f"next: python rlhf.py --preset {cfg.preset} --run-dir {run_dir}")
 
 
 def world_ceiling(cfg, pairs) -> float:

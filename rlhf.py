@@ -23,7 +23,8 @@ def main(argv=None):
     if args.reward is not None:
         cfg.rlhf.rewards = args.reward
     if not (run_dir / "sft" / "model.pt").exists() or len(reward.ranked_reward_models(run_dir)) < cfg.rm.n_models:
-        raise SystemExit(f"error: no finished reward models in {run_dir}; run train_rm.py and merge.py with the same --preset/--run-dir first")
+        raise SystemExit(f"error: no finished reward models in {run_dir}; "
+                         "run train_rm.py and merge.py with the same --preset/--run-dir first")
     checkpoint.record_config(run_dir, cfg)
     splits = data.load_world(cfg)
     enc = tokenizer.load(data.tokenizer_path(run_dir))

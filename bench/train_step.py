@@ -77,7 +77,8 @@ def main():
     tokens_per_step = tcfg.batch_size * model_cfg.block_size
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     cast = autocast(device, cfg.dtype)
-    print(f"preset {args.preset}: {model_cfg.n_layer} layers x {model_cfg.n_embd} wide, batch {tcfg.batch_size} x {model_cfg.block_size} tokens, "
+    print(f"preset {args.preset}: {model_cfg.n_layer} layers x {model_cfg.n_embd} wide, "
+          f"batch {tcfg.batch_size} x {model_cfg.block_size} tokens, "
           f"device {device}, dtype {cfg.dtype}, {torch.get_num_threads()} threads, compile {tcfg.compile}")
 
     # 1. The bare step of each model, in alternating rounds on the same batches.
@@ -113,8 +114,9 @@ def main():
     for name, v in tps.items():
         print(f"{name:30s} {v:10,.0f} tokens/s (median of {args.rounds} rounds of {args.steps} steps)")
     ours_name, plain_name = list(loops)
-    print(f"ours / plain GPT: {tps[ours_name] / tps[plain_name]:.2f}x (target: at least 1.0x, goal 1.1x); our MFU "
-          f"{loops[ours_name][0].estimate_mfu(tps[ours_name], peak_flops=_peak(device)):.1%} of an assumed {_peak(device) / 1e9:,.0f} GFLOPS peak")
+    mfu = loops[ours_name][0].estimate_mfu(tps[ours_name], peak_flops=_peak(device))
+    print(f"ours / plain GPT: {tps[ours_name] / tps[plain_name]:.2f}x (target: at least 1.0x, goal 1.1x); "
+          f"our MFU {mfu:.1%} of an assumed {_peak(device) / 1e9:,.0f} GFLOPS peak")
 
     # 2. Our whole training loop, timed at two lengths; the difference is the cost of the extra steps,
     # logging and progress bar included, start-up and the final checkpoint excluded.
@@ -125,7 +127,8 @@ def main():
         torch.manual_seed(0)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            train(GPT(model_cfg), tcfg, batches, lm_loss, Path(tmp), device=device, dtype=cfg.dtype, metrics_path=Path(tmp) / "m.jsonl", desc="ours")
+            train(GPT(model_cfg), tcfg, batches, lm_loss, Path(tmp), device=device, dtype=cfg.dtype,
+                  metrics_path=Path(tmp) / "m.jsonl", desc="ours")
             sync()
             return time.perf_counter() - t0
 

@@ -131,7 +131,8 @@ BAD = {
     **{f"{s}.{k}": v for s in ("pretrain", "sft", "rm_train") for k, v in {
         "steps": ("0", "≥ 1"), "batch_size": ("0", "≥ 1"), "grad_accum": ("0", "≥ 1"), "lr": ("-0.001", "> 0"),
         "min_lr_frac": ("2", "≤ 1"), "warmup_steps": ("-1", "≥ 0"), "weight_decay": ("-1", "≥ 0"), "beta2": ("1", "< 1"),
-        "grad_clip": ("-1", "≥ 0"), "eval_every": ("0", "≥ 1"), "ckpt_every": ("0", "≥ 1"), "snapshot_every": ("-1", "≥ 0")}.items()},
+        "grad_clip": ("-1", "≥ 0"), "eval_every": ("0", "≥ 1"), "ckpt_every": ("0", "≥ 1"),
+        "snapshot_every": ("-1", "≥ 0")}.items()},
 }
 
 

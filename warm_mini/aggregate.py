@@ -351,7 +351,8 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
             "Share of test documents on which a's summary beats b's by the control reward (ties half), mean ± sd over seeds; "
             "`final`: after the last PPO iteration, `best`: at each run's best evaluation. Whiskers in the figure: the lowest "
             "and highest seed.",
-            [{"setting": r["setting"], "a": r["a"], "b": r["b"], "win rate": fmt(r), "per seed": r["per seed"]} for r in tables["win_rates"]],
+            [{"setting": r["setting"], "a": r["a"], "b": r["b"], "win rate": fmt(r), "per seed": r["per seed"]}
+             for r in tables["win_rates"]],
             "win_rates.png")
     path = out_dir / "README.md"
     checkpoint.atomic_write_text(path, "\n".join(lines))

@@ -199,9 +199,11 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=3e-3, warmup_steps=30))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250, ckpt_every=250, snapshot_every=250))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250,
+                                                                 ckpt_every=250, snapshot_every=250))
     rm: RMConfig = field(default_factory=RMConfig)
-    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0, eval_every=300, ckpt_every=100, snapshot_every=150))
+    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
+                                                                      eval_every=300, ckpt_every=100, snapshot_every=150))
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rlhf: RLHFConfig = field(default_factory=RLHFConfig)
 
@@ -217,7 +219,8 @@ def preset(name: str) -> Config:
             pretrain=TrainConfig(steps=60, batch_size=8, warmup_steps=10, eval_every=20, ckpt_every=20),
             sft=TrainConfig(steps=40, batch_size=8, lr=1e-3, warmup_steps=5, eval_every=20, ckpt_every=20, snapshot_every=10),
             rm=RMConfig(n_models=4, train_docs=200, summaries_per_doc=3, val_pairs=20, test_pairs=20, ood_pairs=20, probe_steps=50),
-            rm_train=TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup_steps=2, weight_decay=0.0, eval_every=5, ckpt_every=5, snapshot_every=5),
+            rm_train=TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup_steps=2, weight_decay=0.0, eval_every=5, ckpt_every=5,
+                                 snapshot_every=5),
             ppo=PPOConfig(iterations=6, batch_size=8, minibatch_size=4, epochs=2),
             rlhf=RLHFConfig(eval_every=3, eval_docs=8, test_docs=16, bon_docs=8, bon_n=8),
         )
@@ -232,9 +235,11 @@ def preset(name: str) -> Config:
             tokenizer=TokenizerConfig(vocab_size=4096, train_chars=4_000_000),
             model=ModelConfig(n_layer=8, n_head=8, n_embd=512),
             pretrain=TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, compile=True),
-            sft=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, snapshot_every=500, compile=True),
+            sft=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, snapshot_every=500,
+                            compile=True),
             rm=RMConfig(n_models=10, train_docs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000),
-            rm_train=TrainConfig(steps=600, batch_size=64, lr=1e-4, warmup_steps=50, weight_decay=0.0, eval_every=200, ckpt_every=200, snapshot_every=300, compile=True),
+            rm_train=TrainConfig(steps=600, batch_size=64, lr=1e-4, warmup_steps=50, weight_decay=0.0, eval_every=200, ckpt_every=200,
+                                 snapshot_every=300, compile=True),
             ppo=PPOConfig(iterations=400, batch_size=128, minibatch_size=32, lr=5e-5),
             rlhf=RLHFConfig(eval_every=20, eval_docs=512, test_docs=1000, bon_docs=500),
         )

@@ -139,4 +139,5 @@ def histogram(values: list[float], lo: float = -1.0, hi: float = 1.0, bins: int 
         counts[min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))] += 1
     top = max(counts) or 1
     step = (hi - lo) / bins
-    return "\n".join(f"[{lo + i * step:+.1f}, {lo + (i + 1) * step:+.1f}) {c:5d} {'#' * round(width * c / top)}" for i, c in enumerate(counts))
+    return "\n".join(f"[{lo + i * step:+.1f}, {lo + (i + 1) * step:+.1f}) {c:5d} {'#' * round(width * c / top)}"
+                     for i, c in enumerate(counts))

@@ -128,7 +128,7 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
     score_a = torch.tensor([scores[i][s] for i, s, _ in pairs])
     score_b = torch.tensor([scores[i][t] for i, _, t in pairs])
     corrupt = cfg.rm.corrupt if split == "train" else 0.0  # evaluation labels stay clean
-    labels = world.Labeler(cfg.world.label_tau, corrupt, seed=hash_seed(cfg.seed, split)).label(score_a.numpy(), score_b.numpy())
+    labels = world.Labeler(cfg.world.label_tau, corrupt, seed=split_seed(cfg.seed, split)).label(score_a.numpy(), score_b.numpy())
     return Pairs(
         doc=[i for i, _, _ in pairs],
         a=[ids[i][s] for i, s, _ in pairs],
@@ -138,7 +138,7 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
     )
 
 
-def hash_seed(seed: int, split: str) -> int:
+def split_seed(seed: int, split: str) -> int:
     """A seed per (run seed, split) that is the same in every process (str hashes are not)."""
     return seed * 10 + SPLITS.index(split)
 
