@@ -416,6 +416,7 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
         ("rlhf.test_docs", *count),
         ("rlhf.bon_docs", *count),
         ("rlhf.bon_n", *count),
+        ("rlhf.bon_temperature", *positive),
     ]
     for name in ("pretrain", "sft", "rm_train"):
         rules += [
