@@ -95,7 +95,7 @@ def check_finite(trainer: PPOTrainer, metrics: dict, name: str, state_path: Path
     """Raise Diverged when an iteration's metrics or the updated weights are inf or NaN: the run stops before
     they reach a log or a checkpoint, and before the next rollout samples from a broken policy."""
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    bad += ["weights"] * (not all(bool(torch.isfinite(p).all()) for p in trainer.params))
+    bad += ["weights"] * (not bool(torch.stack([torch.isfinite(p).all() for p in trainer.params]).all()))  # one host sync
     if bad:
         kept = f"{state_path} (iteration {checkpoint.load(state_path)['iteration']})" if state_path.exists() else "none yet"
         raise Diverged(f"{name} diverged at iteration {trainer.iteration}: {', '.join(bad)} not finite at --ppo.lr "
