@@ -100,15 +100,15 @@ class RMConfig:
     n_models: int = 6
     """M: reward models fine-tuned (the paper trained 10 and averaged the top 2, 6 or 10)"""
     train_docs: int = 3000
-    """training documents, each with `summaries_per_doc` sampled summaries and a label for every pair of them"""
+    """training documents, each with `summaries_per_doc` sampled summaries and a label for every untied pair of them"""
     summaries_per_doc: int = 4
     """K summaries per training document: K(K-1)/2 labeled pairs, all scored in one packed row (InstructGPT's K-wise)"""
     val_pairs: int = 1000
-    """pairs on validation documents: rank the RMs, choose the soup"""
+    """validation documents, each giving at most one untied pair: rank the RMs, choose the soup"""
     test_pairs: int = 1000
-    """pairs on test documents, from the same policies (in distribution)"""
+    """test documents, each giving at most one untied pair from the same policies (in distribution)"""
     ood_pairs: int = 1000
-    """pairs on test documents from shifted policies (pretrained model, SFT at temperature 1.5)"""
+    """test documents, each giving at most one untied pair from shifted policies (pretrained model, SFT at temperature 1.5)"""
     corrupt: float = 0.0
     """share of training labels flipped (the paper's corrupted setting used 0.25)"""
     lr_multipliers: str = "0.5,1,2"
