@@ -1,5 +1,10 @@
 """WARM and ENS: averaging reward models in weight space and in prediction space.
 
+WARM is one line, Eq. (1) of the paper; `reference_merge` writes it plainly, and `merge` below computes the
+same thing one checkpoint at a time (tested against it over every tensor):
+
+    φ_WARM = Σ_i w_i φ_i / Σ_i w_i
+
     merged = merge([path_1, ..., path_M])                    # WARM: φ = Σ w_i φ_i / Σ w_i, uniform by default
     merged = merge(paths, weights=[3, 1])                   # non-uniform
     mid = interpolate(ckpt_a, ckpt_b, lam=0.5)               # (1-λ)·φ_a + λ·φ_b, for linear mode connectivity
@@ -41,6 +46,16 @@ Source = dict | str | os.PathLike
 
 class MergeError(RunError):
     """Checkpoints that cannot be averaged: another architecture, tokenizer, set of tensors, shape or dtype."""
+
+
+def reference_merge(states: Sequence[dict], weights: Sequence[float]) -> dict:
+    """Eq. (1) as written: Σ w_i φ_i / Σ w_i for every floating-point tensor of the state dicts, in float64.
+
+    Needs every model in memory at once and checks nothing; `merge` is what the pipeline uses.
+    """
+    total = sum(weights)
+    return {key: (sum(w * s[key].double() for w, s in zip(weights, states)) / total).to(t.dtype) if t.is_floating_point() else t
+            for key, t in states[0].items()}
 
 
 def check_compatible(reference: dict, other: dict, name: str) -> None:
