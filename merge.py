@@ -42,7 +42,9 @@ def main(argv=None):
     ms = sorted({min(int(m), len(rm_paths)) for m in args.ms.split(",")})
 
     warm_dir = run_dir / "warm"
-    rows = rm_eval.accuracy_table(rm_paths, ranked, ms, scorer, warm_dir)
+    rows, built = rm_eval.accuracy_table(rm_paths, ranked, ms, scorer)
+    for name, ckpt in built.items():  # WARM: the merged RM of the top M; ENS: its members and normaliser
+        checkpoint.save(ckpt, warm_dir / name)
     report.write_csv(rows, warm_dir / "accuracy.csv")
     print("\npairwise accuracy (Fig. 4); ENS and WARM average the top-M RMs by validation accuracy:")
     print(report.markdown_table(rows))

@@ -142,12 +142,20 @@ def greedy_soup(ranked: Sequence[Source], evaluate: Callable[[dict], float]) -> 
     return soup.average(), kept
 
 
+def ensemble_rewards(rewards: torch.Tensor, k: float = 0.0) -> torch.Tensor:
+    """ENS from its members' rewards (M, ...): their mean over the M members, minus k times their std if k > 0.
+
+    std is the population std (divide by M): the spread of exactly these M rewards, 0 rather than NaN for M=1.
+    """
+    mean = rewards.mean(dim=0)
+    return mean - k * rewards.std(dim=0, correction=0) if k else mean
+
+
 class Ensemble(nn.Module):
     """ENS: the mean of M reward models' rewards, optionally minus k times their standard deviation.
 
-    `mean - k·std` penalises inputs the members disagree on (their disagreement is a cheap uncertainty estimate);
-    std is the population std (divide by M): the spread of exactly these M rewards, 0 rather than NaN for M=1.
-    An nn.Module, so an ensemble goes wherever one reward model goes: .eval(), .to(device) and .parameters()
+    `mean - k·std` (`ensemble_rewards`) penalises inputs the members disagree on (their disagreement is a cheap
+    uncertainty estimate). An nn.Module, so an ensemble goes wherever one reward model goes: .eval(), .to(device) and .parameters()
     reach every member. Members are modules mapping (idx, attention_mask) -> rewards (B,).
     """
 
@@ -166,9 +174,7 @@ class Ensemble(nn.Module):
 
     def forward(self, idx, attention_mask=None):
         rewards = torch.stack([m(idx, attention_mask) for m in self.members])  # (M, B)
-        mean = rewards.mean(dim=0)
-        combined = mean - self.k * rewards.std(dim=0, correction=0) if self.k else mean
-        return (combined - self.reward_mean) / self.reward_std
+        return (ensemble_rewards(rewards, self.k) - self.reward_mean) / self.reward_std
 
 
 class _RunningSum:

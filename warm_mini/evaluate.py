@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from warm_mini import checkpoint, lm, reward, world
+from warm_mini import averaging, checkpoint, lm, reward, world
 from warm_mini import tokenizer as tok
 
 
@@ -94,7 +94,7 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
             continue
         members = [f"RM {i}" for i in checkpoint.load(ens_path)["members"]]
         # what Ensemble computes, less its normaliser: a positive affine map, which changes no pick
-        proxies[f"ENS M={m}"] = torch.stack([proxies[n] for n in members]).mean(0)
+        proxies[f"ENS M={m}"] = averaging.ensemble_rewards(torch.stack([proxies[n] for n in members]))
         seconds[f"ENS M={m}"] = sum(seconds[n] for n in members)
         proxies[f"WARM M={m}"], seconds[f"WARM M={m}"] = timed_scores(reward.rm_from_checkpoint(checkpoint.load(warm_path), cfg.device))
     proxies["oracle"] = control

@@ -70,6 +70,11 @@ def per_token_kl(logprobs, ref_logprobs) -> torch.Tensor:
     return logprobs - ref_logprobs
 
 
+def response_kl(logprobs, ref_logprobs, mask) -> torch.Tensor:
+    """KL(pi || pi_ref) of each whole response (B,): per_token_kl summed over its real tokens."""
+    return (per_token_kl(logprobs, ref_logprobs) * mask).sum(dim=1)
+
+
 def rewards_with_kl(score, logprobs, ref_logprobs, mask, kl_coef: float) -> torch.Tensor:
     """Per-token rewards (B, N): -kl_coef * KL at each response token, plus the score at the last real one."""
     mask = mask.float()
@@ -314,7 +319,7 @@ class PPOTrainer:
         self.iteration += 1
 
         metrics = {
-            "objective/kl": (per_token_kl(logprobs, ro["ref_logprobs"]) * mask).sum(dim=1).mean(),
+            "objective/kl": response_kl(logprobs, ro["ref_logprobs"], mask).mean(),
             "objective/proxy_reward": ro["score"].mean(),
             "objective/scores_with_penalty": ro["scores_with_penalty"].mean(),
             "objective/non_eot_frac": (~ro["finished"]).float().mean(),

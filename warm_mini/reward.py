@@ -225,6 +225,12 @@ def linear_probe(model: RewardModel, enc, train_docs, train_pairs, val_docs, val
     return best_state
 
 
+def normaliser(sft_rewards: torch.Tensor) -> tuple[float, float]:
+    """(mean, std) of a reward's values on SFT samples; every reward source (an RM, WARM, ENS, the oracle) is
+    shifted and scaled by its own, to mean 0 and std 1 there, so that one KL coefficient means the same for each."""
+    return sft_rewards.mean().item(), sft_rewards.std().clamp_min(1e-6).item()
+
+
 @torch.no_grad()
 def normalise(model: RewardModel, enc, docs, pairs, device: str) -> float:
     """Set the reward normaliser so that rewards of these SFT samples have mean 0 and std 1; returns the
@@ -232,9 +238,9 @@ def normalise(model: RewardModel, enc, docs, pairs, device: str) -> float:
     model.reward_mean.zero_()
     model.reward_std.fill_(1.0)
     ra, rb = score_pairs(model, enc, docs, pairs, device=device)
-    r = torch.cat([ra, rb])
-    model.reward_mean.fill_(r.mean().item())
-    model.reward_std.fill_(r.std().clamp_min(1e-6).item())
+    mean, std = normaliser(torch.cat([ra, rb]))
+    model.reward_mean.fill_(mean)
+    model.reward_std.fill_(std)
     return pair_accuracy(ra, rb, pairs.label)
 
 
@@ -332,7 +338,7 @@ class OracleReward(nn.Module):
         self.enc = enc
         self.sep = enc.encode_single_token(world.SEP)
         self.doc_of_prompt = {tuple(data.prompt_ids(enc, d)): d for d in docs}
-        self.mean, self.std = sft_scores.mean().item(), sft_scores.std().clamp_min(1e-6).item()
+        self.mean, self.std = normaliser(sft_scores)
 
     def forward(self, idx, attention_mask=None):
         out = []

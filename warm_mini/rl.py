@@ -29,7 +29,7 @@ from tqdm import tqdm
 from warm_mini import checkpoint, data, evaluate, lm, reward
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config
-from warm_mini.ppo import PPOTrainer, ValueModel, per_token_kl
+from warm_mini.ppo import PPOTrainer, ValueModel, response_kl
 from warm_mini.train import Diverged
 
 
@@ -86,7 +86,7 @@ def evaluate_policy(trainer: PPOTrainer, enc, docs, seed: int, batch_size: int =
         ro = trainer.rollout(*_prompts(enc, chunk, trainer.device), generator=g)
         control += evaluate.control_scores(enc, chunk, _summaries(ro))
         proxy += ro["score"].tolist()
-        kl += (per_token_kl(ro["logprobs"], ro["ref_logprobs"]) * ro["response_mask"]).sum(dim=1).tolist()
+        kl += response_kl(ro["logprobs"], ro["ref_logprobs"], ro["response_mask"]).tolist()
     mean = lambda xs: sum(xs) / len(xs)
     return {"eval/control_reward": mean(control), "eval/proxy_reward": mean(proxy), "eval/kl": mean(kl)}
 

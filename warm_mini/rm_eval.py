@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from warm_mini import averaging, checkpoint, data, prefs
 from warm_mini.report import pyplot, save_figure
-from warm_mini.reward import LMC_PAIRS, normalise, pair_accuracy, rm_from_checkpoint, score_pairs
+from warm_mini.reward import LMC_PAIRS, normalise, normaliser, pair_accuracy, rm_from_checkpoint, score_pairs
 
 # Accuracy columns: what the paper's Fig. 4 compares.
 COLUMNS = {
@@ -58,15 +58,16 @@ def accuracy_row(rewards: dict, scorer: Scorer) -> dict:
     return row
 
 
-def ensemble_rewards(members: list[dict]) -> dict:
-    """ENS: the mean of the members' (normalised) rewards, per split."""
-    return {s: tuple(torch.stack([m[s][side] for m in members]).mean(0) for side in range(2)) for s in members[0]}
+def ensemble_by_split(members: list[dict]) -> dict:
+    """ENS of the members' stored (normalised) rewards {split: (ra, rb)}, per split."""
+    return {s: tuple(averaging.ensemble_rewards(torch.stack([m[s][side] for m in members])) for side in range(2)) for s in members[0]}
 
 
-def accuracy_table(rm_paths: list[Path], ranked: list[int], ms: list[int], scorer: Scorer, warm_dir: Path) -> list[dict]:
-    """Rows for every RM, then ENS and WARM of the top-M RMs (ranked by validation accuracy) for each M; writes
-    warm/warm_M.pt (the merged RM) and warm/ens_M.pt (ENS's members and its normaliser) for each M."""
-    per_rm = {}
+def accuracy_table(rm_paths: list[Path], ranked: list[int], ms: list[int], scorer: Scorer) -> tuple[list[dict], dict[str, dict]]:
+    """Rows for every RM, then ENS and WARM of the top-M RMs (ranked by validation accuracy) for each M, and
+    what was built to score them, for merge.py to save: {"warm_M.pt": the merged RM, "ens_M.pt": ENS's
+    members and its normaliser}."""
+    per_rm, built = {}, {}
     rows = []
     for i in tqdm(ranked, desc="scoring RMs", leave=False):
         per_rm[i] = scorer.rewards(checkpoint.load(rm_paths[i]))
@@ -74,15 +75,13 @@ def accuracy_table(rm_paths: list[Path], ranked: list[int], ms: list[int], score
     rows.sort(key=lambda r: int(r["model"].split()[1]))
     for m in ms:
         top = ranked[:m]
-        ens = ensemble_rewards([per_rm[i] for i in top])
+        ens = ensemble_by_split([per_rm[i] for i in top])
         rows.append({"model": f"ENS M={m}", **accuracy_row(ens, scorer)})
-        sft_rewards = torch.cat(ens["val"])  # the normaliser every RM has: mean 0, std 1 on SFT samples
-        checkpoint.save({"members": top, "reward_mean": sft_rewards.mean().item(), "reward_std": sft_rewards.std().item()},
-                        warm_dir / f"ens_{m}.pt")
-        warm = scorer.normalised(averaging.merge([rm_paths[i] for i in top]))
-        checkpoint.save(warm, warm_dir / f"warm_{m}.pt")
+        mean, std = normaliser(torch.cat(ens["val"]))  # on the validation pairs scored (--eval-pairs of them)
+        built[f"ens_{m}.pt"] = {"members": top, "reward_mean": mean, "reward_std": std}
+        built[f"warm_{m}.pt"] = warm = scorer.normalised(averaging.merge([rm_paths[i] for i in top]))
         rows.append({"model": f"WARM M={m}", **accuracy_row(scorer.rewards(warm), scorer)})
-    return rows
+    return rows, built
 
 
 def lmc_curves(rm_paths: list[Path], run_dir: Path, scorer: Scorer, lams: list[float]) -> list[dict]:
