@@ -7,7 +7,7 @@ win rates judged by the oracle at equal steps and at each run's best checkpoint 
 with every table and figure. Finished PPO runs are skipped; an interrupted one resumes.
 """
 
-from warm_mini import checkpoint, config, data, evaluate, report, reward, rl, tokenizer
+from warm_mini import checkpoint, config, data, evaluate, lm, report, reward, rl, tokenizer
 
 # the order runs are compared in: WARM against everything after it, and so on
 KIND_ORDER = ("warm", "ens", "oracle", "rm")
@@ -25,6 +25,7 @@ def main(argv=None):
     if not (run_dir / "sft" / "model.pt").exists() or len(reward.ranked_reward_models(run_dir)) < cfg.rm.n_models:
         raise SystemExit(f"error: no finished reward models in {run_dir}; "
                          "run train_rm.py and merge.py with the same --preset/--run-dir first")
+    lm.rl_init(run_dir, cfg.rlhf.init_step)  # an SFT snapshot that exists, before any work
     checkpoint.record_config(run_dir, cfg)
     splits = data.load_world(cfg)
     enc = tokenizer.load(data.tokenizer_path(run_dir))
@@ -53,7 +54,7 @@ def main(argv=None):
         bon_rows, bon_seconds = evaluate.best_of_n_experiment(run_dir, cfg, splits.test[: cfg.rlhf.bon_docs], enc, ms)
 
     # Win rates on test documents: every run against SFT, and each pair of runs at one KL coefficient.
-    policies = {"SFT": run_dir / "sft" / "model.pt"}
+    policies = {"SFT": lm.rl_init(run_dir, cfg.rlhf.init_step)}
     for name, r in runs.items():
         policies[f"{name} final"] = rl.snapshot_path(r["dir"], cfg.ppo.iterations)
         policies[f"{name} best"] = rl.snapshot_path(r["dir"], rl.best_iteration(r["dir"]))

@@ -2,6 +2,7 @@
 and that an interrupted PPO run resumes to the same policy."""
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -194,6 +195,21 @@ def test_an_interrupted_ppo_run_resumes_to_the_same_policy(tiny_run, monkeypatch
     assert [r["iteration"] for r in got_log] == [1, 2, 3, 4]
     for a, b in zip(got_log, expected_log):
         assert {k: v for k, v in a.items() if not k.startswith("time/")} == {k: v for k, v in b.items() if not k.startswith("time/")}
+
+
+def test_ppo_can_start_from_an_earlier_sft_snapshot(tiny_run):
+    run_dir = tiny_run[0]
+    cfg = config.preset("tiny")
+    cfg.ppo.iterations, cfg.rlhf.eval_every, cfg.rlhf.init_step = 1, 1, 20
+    splits = data.load_world(cfg)
+    out = rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, tokenizer.load(data.tokenizer_path(run_dir)))
+    assert out != rl.ppo_dir(run_dir, dataclasses.replace(cfg, rlhf=config.RLHFConfig()), "oracle", 0.05)  # a folder of its own
+    start = checkpoint.load(rl.snapshot_path(out, 0))["model"]  # iteration 0: the policy PPO starts from
+    snapshot = checkpoint.load(run_dir / "sft" / "step_000020.pt")["model"]
+    assert all(torch.equal(start[k], v) for k, v in snapshot.items())
+    out = subprocess.run([sys.executable, "rlhf.py", "--preset", "tiny", "--run-dir", str(run_dir), "--rlhf.init_step", "50"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)  # tiny SFT has 40 steps: no snapshot 50
+    assert out.returncode == 2 and out.stderr.strip().startswith("error: --rlhf.init_step 50"), out.stderr
 
 
 def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):

@@ -181,6 +181,8 @@ class RLHFConfig:
     """largest N of Best-of-N (N = 1, 2, 4, ... up to it)"""
     bon_temperature: float = 1.0
     """temperature of the SFT samples Best-of-N picks from (the temperature of the RMs' training pairs)"""
+    init_step: int = 0
+    """the SFT snapshot (its step) that PPO starts from and is held to by the KL, Best-of-N samples and win rates call SFT; 0 = the final SFT model"""
 
 
 @dataclass
@@ -417,6 +419,8 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
         ("rlhf.bon_docs", *count),
         ("rlhf.bon_n", *count),
         ("rlhf.bon_temperature", *positive),
+        ("rlhf.init_step", lambda v: v == 0 or (cfg.sft.snapshot_every > 0 and v % cfg.sft.snapshot_every == 0 and 0 < v <= cfg.sft.steps),
+         "0, or the step of an SFT snapshot: a multiple of sft.snapshot_every up to sft.steps"),
     ]
     for name in ("pretrain", "sft", "rm_train"):
         rules += [

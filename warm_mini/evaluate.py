@@ -73,7 +73,7 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
     control) and the seconds each proxy took to score the samples (ENS: the sum of its members').
     """
     n_max = cfg.rlhf.bon_n
-    policy = lm.load_model(Path(run_dir) / "sft" / "model.pt", cfg.device)
+    policy = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
     repeated = [d for d in docs for _ in range(n_max)]  # document i's samples are rows i*n_max .. (i+1)*n_max - 1
     samples = lm.sample_summaries(policy, enc, repeated, cfg.rlhf.bon_temperature, seed=cfg.seed, device=cfg.device)
     as_table = lambda xs: torch.as_tensor(xs, dtype=torch.float32).view(len(docs), n_max)

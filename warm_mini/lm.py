@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from warm_mini import checkpoint, data, world
 from warm_mini import tokenizer as tok
-from warm_mini.config import Config, ModelConfig
+from warm_mini.config import Config, ModelConfig, RunError
 from warm_mini.model import GPT, generate
 from warm_mini.train import train
 
@@ -89,6 +89,14 @@ def sft(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding)
 def sft_snapshots(run_dir: Path) -> list[Path]:
     """The SFT trajectory's snapshots, oldest first (the last one is the final SFT model)."""
     return sorted((Path(run_dir) / "sft").glob("step_*.pt"))
+
+
+def rl_init(run_dir: Path, step: int = 0) -> Path:
+    """The policy the RL stage starts from (and calls SFT): the final SFT model, or its snapshot at `step`."""
+    path = Path(run_dir) / "sft" / (f"step_{step:06d}.pt" if step else "model.pt")
+    if not path.exists():
+        raise RunError(f"{path} does not exist: --rlhf.init_step must name an SFT snapshot of this run")
+    return path
 
 
 @torch.no_grad()

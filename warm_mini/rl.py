@@ -57,6 +57,8 @@ def ppo_dir(run_dir: Path, cfg: Config, source: str, kl_coef: float) -> Path:
     reward_hash = hashlib.sha256(b"".join(p.read_bytes() for p in reward.reward_files(source, run_dir))).hexdigest()
     settings = {"ppo": dataclasses.asdict(dataclasses.replace(cfg.ppo, kl_coef=kl_coef)), "seed": cfg.seed,
                 "eval_every": cfg.rlhf.eval_every, "eval_docs": cfg.rlhf.eval_docs, "reward": reward_hash}
+    if cfg.rlhf.init_step:  # only when set, so that runs from the final SFT keep their folders
+        settings["init_step"] = cfg.rlhf.init_step
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
     return Path(run_dir) / "rlhf" / f"{source.replace(':', '')}_kl{kl_coef:g}_{digest}"
 
@@ -104,14 +106,14 @@ def check_finite(trainer: PPOTrainer, metrics: dict, name: str, state_path: Path
 
 
 def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits: data.Splits, enc) -> Path:
-    """PPO of the SFT policy against `source` at `kl_coef`, resuming if interrupted; returns the run's folder."""
+    """PPO of the SFT policy (lm.rl_init) against `source` at `kl_coef`, resuming if interrupted; returns the run's folder."""
     out = ppo_dir(run_dir, cfg, source, kl_coef)
     if (out / "done").exists():
         tqdm.write(f"{out.name}: finished earlier")
         return out
     device = cfg.device
     eot, _, pad = tok.special_ids(enc)
-    policy = lm.load_model(Path(run_dir) / "sft" / "model.pt", device)
+    policy = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), device)
     torch.manual_seed(cfg.seed)
     trainer = PPOTrainer(dataclasses.replace(cfg.ppo, kl_coef=kl_coef), policy, copy.deepcopy(policy),
                          ValueModel.from_policy(policy),
