@@ -65,7 +65,7 @@ IDX = torch.randint(0, CONFIG.vocab_size, (4, 10), generator=torch.Generator().m
 
 def test_streaming_merge_equals_the_equation_on_every_tensor():
     # Three different models, non-uniform weights: a merge that returned one input, or mixed up the weights,
-    # differs from Eq. (1) on every float tensor by far more than float32 rounding.
+    # differs from the plain equation on every float tensor by far more than float32 rounding.
     cks, weights = [ckpt(0), ckpt(1), ckpt(2)], [0.5, 0.3, 0.2]
     for seed, c in enumerate(cks):  # as after fine-tuning: biases and LayerNorms move away from their shared init too
         torch.manual_seed(seed)

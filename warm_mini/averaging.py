@@ -1,7 +1,7 @@
 """WARM and ENS: averaging reward models in weight space and in prediction space.
 
-WARM is one line, Eq. (1) of the paper; `reference_merge` writes it plainly, and `merge` below computes the
-same thing one checkpoint at a time (tested against it over every tensor):
+WARM is one line of the paper, φ = (1/M) Σ φ_i, here with weights; `reference_merge` writes it plainly, and
+`merge` below computes the same thing one checkpoint at a time (tested against it over every tensor):
 
     φ_WARM = Σ_i w_i φ_i / Σ_i w_i
 
@@ -49,7 +49,7 @@ class MergeError(RunError):
 
 
 def reference_merge(states: Sequence[dict], weights: Sequence[float]) -> dict:
-    """Eq. (1) as written: Σ w_i φ_i / Σ w_i for every floating-point tensor of the state dicts, in float64.
+    """WARM as the paper defines it: Σ w_i φ_i / Σ w_i for every floating-point tensor of the state dicts, in float64.
 
     Needs every model in memory at once and checks nothing; `merge` is what the pipeline uses.
     """
