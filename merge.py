@@ -72,7 +72,7 @@ def main(argv=None):
         print("\nlinear mode connectivity (Fig. 3), validation accuracy at λ = 0, 0.5, 1:")
         for name in dict.fromkeys(r["pair"] for r in lmc):
             pts = {r["lambda"]: r for r in lmc if r["pair"] == name}
-            mid, diag = pts[0.5], (pts[0.0]["WA"] + pts[1.0]["WA"]) / 2
+            mid, diag = pts[0.5], rm_eval.diagonal(pts, 0.5)
             print(f"  {name:14s} WA {pts[0.0]['WA']:.3f} -> {mid['WA']:.3f} -> {pts[1.0]['WA']:.3f} "
                   f"(diagonal {diag:.3f}, ENS at 0.5 {mid['ENS']:.3f})")
     summary = {"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}

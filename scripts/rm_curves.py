@@ -1,6 +1,6 @@
 """Learning curves of one reward-model recipe: validation and OOD accuracy against pairs seen and seconds.
 
-The experiment that chose the cpu preset's reward-model recipe (see the README). It trains one RM from
+The experiment that chose the cpu preset's reward-model recipe (see docs/notebook.md). It trains one RM from
 the final SFT weights of a finished run (train_rm.py --until sft) with any --rm.* / --rm_train.* override,
 on pairs of its own (cached in <run-dir>/curves/prefs/), and logs every --eval-every steps:
 

@@ -1,7 +1,7 @@
 """Where a reward model goes wrong: its accuracy on a split's pairs, grouped by which facts of the main event
 the two summaries get differently right (name, qty, role, ...), against the noise-free oracle order.
 
-The diagnostic that found the name blind spot (see the README's reward-model section):
+The diagnostic that found the name blind spot (see docs/notebook.md, the reward-model part):
 
     python scripts/rm_errors.py --run-dir runs/cpu rm/rm_0.pt warm/warm_6.pt
     python scripts/rm_errors.py --run-dir runs/cpu --split ood rm/rm_0.pt

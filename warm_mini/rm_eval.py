@@ -110,6 +110,14 @@ def lmc_curves(rm_paths: list[Path], run_dir: Path, scorer: Scorer, lams: list[f
     return rows
 
 
+def diagonal(points: dict, lam: float) -> float:
+    """The straight line between the WA endpoints of one LMC curve ({λ: row with "WA"}) at λ: what the paper's
+    Fig. 3 compares WA against, (1-λ)·Acc(φ1) + λ·Acc(φ2). WA above it means averaging beats interpolating
+    the two accuracies."""
+    lo, hi = min(points), max(points)
+    return (1 - lam) * points[lo]["WA"] + lam * points[hi]["WA"]
+
+
 def plot_lmc(rows: list[dict], path: Path) -> bool:
     """Fig. 3: accuracy along λ for WA and ENS, with the diagonal between the endpoints. False without matplotlib."""
     plt = pyplot()
