@@ -155,8 +155,8 @@ class Ensemble(nn.Module):
     """ENS: the mean of M reward models' rewards, optionally minus k times their standard deviation.
 
     `mean - k·std` (`ensemble_rewards`) penalises inputs the members disagree on (their disagreement is a cheap
-    uncertainty estimate). An nn.Module, so an ensemble goes wherever one reward model goes: .eval(), .to(device) and .parameters()
-    reach every member. Members are modules mapping (idx, attention_mask) -> rewards (B,).
+    uncertainty estimate). An nn.Module, so an ensemble goes wherever one reward model goes: .eval(),
+    .to(device) and .parameters() reach every member. Members are modules mapping (idx, attention_mask) -> rewards (B,).
     """
 
     def __init__(self, members: Sequence[nn.Module], k: float = 0.0):

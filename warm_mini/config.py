@@ -182,7 +182,7 @@ class RLHFConfig:
     bon_temperature: float = 1.0
     """temperature of the SFT samples Best-of-N picks from (the temperature of the RMs' training pairs)"""
     init_step: int = 0
-    """the SFT snapshot (its step) that PPO starts from and is held to by the KL, Best-of-N samples and win rates call SFT; 0 = the final SFT model"""
+    """SFT snapshot (its step) PPO starts from and the KL holds it to, Best-of-N samples and win rates call SFT; 0 = final SFT"""
 
 
 @dataclass
