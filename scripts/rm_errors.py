@@ -5,12 +5,14 @@ The diagnostic that found the name blind spot (see docs/notebook.md, the reward-
 
     python scripts/rm_errors.py --run-dir runs/cpu rm/rm_0.pt warm/warm_6.pt
     python scripts/rm_errors.py --run-dir runs/cpu --split ood rm/rm_0.pt
+    python scripts/rm_errors.py --run-dir runs/cpu curves/tmp/k4/model.pt     # the last model of rm_curves.py --name k4
 
 A group such as `name+qty` holds the pairs where each summary gets a different one of those facts right
 (or one gets both): the oracle weighs a name 0.25 and a quantity 0.1, so it prefers the right name.
 """
 
 import collections
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -37,7 +39,10 @@ def main(argv=None):
     groups = [differing_facts(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
     oracle_prefers_a = pairs.score_a > pairs.score_b
     for name in args.checkpoints:
-        model = reward.rm_from_checkpoint(checkpoint.load(run_dir / name), cfg.device)
+        ckpt = checkpoint.load(run_dir / name)
+        # rm_curves.py's models hold weights only: the run's model shape, with the tokenizer's vocabulary, as lm.py builds it
+        ckpt.setdefault("model_config", dataclasses.asdict(dataclasses.replace(cfg.model, vocab_size=enc.n_vocab)))
+        model = reward.rm_from_checkpoint(ckpt, cfg.device)
         ra, rb = reward.score_pairs(model, enc, docs, pairs, device=cfg.device)
         right = ((ra >= rb) == oracle_prefers_a).tolist()
         by_group = collections.defaultdict(list)

@@ -245,12 +245,16 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run):
 def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     """scripts/rm_errors.py, the diagnostic that found the name blind spot."""
     run_dir = tiny_run[0]
+    # weights only, as rm_curves.py leaves its models: the run's model_config fills in
+    checkpoint.save({"model": checkpoint.load(run_dir / "rm" / "rm_0.pt")["model"]}, run_dir / "weights_only.pt")
     out = subprocess.run([sys.executable, "scripts/rm_errors.py", "--run-dir", str(run_dir), "rm/rm_0.pt", "warm/warm_2.pt",
-                          "--groups", "1000"],
+                          "weights_only.pt", "--groups", "1000"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     n_val = len(prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt")))
     heads = [line for line in out.stdout.splitlines() if not line.startswith(" ")]
-    assert [h.split(":")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt"] and all(f"of {n_val} val pairs" in h for h in heads)
+    assert [h.split(":")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt", "weights_only.pt"]
+    assert all(f"of {n_val} val pairs" in h for h in heads)
+    assert heads[0].split(":")[1] == heads[2].split(":")[1]  # the same model, the same accuracy
     groups = [line.split() for line in out.stdout.splitlines() if line.startswith(" ")]
-    assert sum(int(g[1]) for g in groups) == 2 * n_val  # every pair in one group, for each model
+    assert sum(int(g[1]) for g in groups) == 3 * n_val  # every pair in one group, for each model
