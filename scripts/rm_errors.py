@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import checkpoint, config, data, prefs, reward, world  # noqa: E402
+from warm_mini import checkpoint, config, data, lm, prefs, reward, world  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 
 
@@ -38,11 +38,9 @@ def main(argv=None):
     pairs, docs = prefs.load_or_make(run_dir, cfg, splits, enc, args.split), prefs.docs_of(splits, args.split)
     groups = [differing_facts(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
     oracle_prefers_a = pairs.score_a > pairs.score_b
+    shape = dataclasses.asdict(lm.model_config(cfg, enc))  # for rm_curves.py's models, which hold weights only
     for name in args.checkpoints:
-        ckpt = checkpoint.load(run_dir / name)
-        # rm_curves.py's models hold weights only: the run's model shape, with the tokenizer's vocabulary, as lm.py builds it
-        ckpt.setdefault("model_config", dataclasses.asdict(dataclasses.replace(cfg.model, vocab_size=enc.n_vocab)))
-        model = reward.rm_from_checkpoint(ckpt, cfg.device)
+        model = reward.rm_from_checkpoint({"model_config": shape, **checkpoint.load(run_dir / name)}, cfg.device)
         ra, rb = reward.score_pairs(model, enc, docs, pairs, device=cfg.device)
         right = ((ra >= rb) == oracle_prefers_a).tolist()
         by_group = collections.defaultdict(list)

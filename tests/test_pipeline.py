@@ -203,7 +203,8 @@ def test_ppo_can_start_from_an_earlier_sft_snapshot(tiny_run):
     cfg.ppo.iterations, cfg.rlhf.eval_every, cfg.rlhf.init_step = 1, 1, 20
     splits = data.load_world(cfg)
     out = rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, tokenizer.load(data.tokenizer_path(run_dir)))
-    assert out != rl.ppo_dir(run_dir, dataclasses.replace(cfg, rlhf=config.RLHFConfig()), "oracle", 0.05)  # a folder of its own
+    from_final = dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, init_step=0))
+    assert out != rl.ppo_dir(run_dir, from_final, "oracle", 0.05)  # a folder of its own
     start = checkpoint.load(rl.snapshot_path(out, 0))["model"]  # iteration 0: the policy PPO starts from
     snapshot = checkpoint.load(run_dir / "sft" / "step_000020.pt")["model"]
     assert all(torch.equal(start[k], v) for k, v in snapshot.items())

@@ -41,9 +41,14 @@ def _stage(name: str, run_dir: Path, build, train_fn) -> GPT:
     return train_fn(build(), out)
 
 
+def model_config(cfg: Config, enc: tiktoken.Encoding) -> ModelConfig:
+    """The run's GPT shape: the preset's, with the trained tokenizer's vocabulary."""
+    return dataclasses.replace(cfg.model, vocab_size=enc.n_vocab)
+
+
 def pretrain(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding) -> GPT:
     """Next-token prediction on documents and reference summaries, from random initialisation."""
-    model_cfg = dataclasses.replace(cfg.model, vocab_size=enc.n_vocab)
+    model_cfg = model_config(cfg, enc)
 
     def build():
         torch.manual_seed(cfg.seed)
