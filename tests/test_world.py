@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import random
 import re
 import subprocess
 import sys
@@ -109,6 +110,16 @@ def test_swapping_facts_beats_nothing_but_loses_to_the_truth():
     for i, doc in enumerate(DOCS):
         swapped = score(doc, with_fact(doc, place=distractor_value(doc, "place")))
         assert score(doc, DOCS[i - 1].reference + EOT) < swapped < score(doc, doc.reference + EOT)
+
+
+def test_an_edited_summary_loses_exactly_the_edited_fact():
+    rng = random.Random(0)
+    for doc in DOCS[:50]:
+        for kind in KINDS:
+            for template in range(len(world.SUMMARY_TEMPLATES)):
+                edited = world.edited_summary(doc, kind, rng, template) + EOT
+                assert set(world.fact_credit(doc, edited)) == set(KINDS) - {kind}, (kind, edited)
+                assert score_components(doc, edited)["hallucination"] == -world.HALLUCINATION_PENALTY, edited
 
 
 def test_penalties_land_in_their_component():

@@ -16,7 +16,7 @@ Everything is seeded with `random.Random`, which gives the same numbers in every
 import random
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -306,6 +306,28 @@ def reference_summary(doc: Document, rng: random.Random | None = None, template:
     if template is None:
         template = rng.randrange(len(SUMMARY_TEMPLATES)) if rng is not None else doc.summary_template
     return _fill(SUMMARY_TEMPLATES[template], doc.facts)
+
+
+def invented_value(doc: Document, kind: str, rng: random.Random):
+    """A value of `kind` (a key fact, "first" or "surname") that `doc` never mentions."""
+    if kind == "name":
+        return f"{invented_value(doc, 'first', rng)} {invented_value(doc, 'surname', rng)}"
+    pool = {"first": FIRST_NAMES, "surname": SURNAMES, "qty": _QUANTITIES["qty"], **_POOLS}[kind]
+    text = doc.text.lower()
+    while True:
+        value = rng.choice(pool)
+        if str(value).lower() not in text:  # a substring test: it may refuse a value that is absent ("12" in "120"), never accept one that is there
+            return value
+
+
+def edited_summary(doc: Document, kind: str, rng: random.Random, template: int | None = None) -> str:
+    """The reference summary (without EOT) with the main event's `kind` fact replaced by one the document never mentions.
+
+    A name keeps the actor's surname and changes the first name: the SFT policy's most common slip. These near misses
+    differ from the reference in one fact only, so a reward model can order them only by checking that fact.
+    """
+    value = f"{invented_value(doc, 'first', rng)} {doc.facts.surname}" if kind == "name" else invented_value(doc, kind, rng)
+    return reference_summary(replace(doc, facts=replace(doc.facts, **{kind: value})), template=template)
 
 
 def world_text(docs: list[Document]) -> str:
