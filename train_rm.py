@@ -49,7 +49,8 @@ def main(argv=None):
     pairs = train.rank_zero_first(lambda: {split: prefs.load_or_make(run_dir, cfg, splits, enc, split) for split in prefs.SPLITS})
     train_pairs = pairs["train"]
     say(f"preference pairs: {', '.join(f'{s} {len(p)}' for s, p in pairs.items())} (train: {len(set(train_pairs.doc))} documents "
-        f"x {cfg.rm.summaries_per_doc} summaries); {train_pairs.flipped.float().mean():.0%} of training labels flipped")
+        f"x {cfg.rm.summaries_per_doc} samples, the reference and {cfg.rm.edited_per_doc} one-fact edits of it); "
+        f"{train_pairs.flipped.float().mean():.0%} of training labels flipped")
     reward.train_reward_models(run_dir, cfg, splits, enc, pairs)
     say(f"reward models in {run_dir / 'rm'}; next: python merge.py --preset {cfg.preset} --run-dir {run_dir}")
 

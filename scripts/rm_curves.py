@@ -29,9 +29,10 @@ from warm_mini.train import train  # noqa: E402
 
 
 def cached_pairs(run_dir: Path, cfg, splits, enc, split: str) -> prefs.Pairs:
-    """The split's pairs for this recipe's settings, made once per (split, K, documents, corruption)."""
+    """The split's pairs for this recipe's settings, made once per (split, K, edits, documents, corruption)."""
     n, k = prefs.split_size(cfg, split)
-    path = run_dir / "curves" / "prefs" / f"{split}_k{k}_n{n}_c{cfg.rm.corrupt:g}.pt"
+    edits = f"_e{cfg.rm.edited_per_doc}" if split == "train" else ""
+    path = run_dir / "curves" / "prefs" / f"{split}_k{k}{edits}_n{n}_c{cfg.rm.corrupt:g}.pt"
     if path.exists():
         return prefs.Pairs(**checkpoint.load(path))
     pairs = prefs.make_pairs(run_dir, cfg, splits, enc, split)

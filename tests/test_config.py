@@ -98,6 +98,7 @@ BAD = {
     "rm.n_models": ("0", "≥ 1"),
     "rm.train_docs": ("0", "≥ 1"),
     "rm.summaries_per_doc": ("1", "≥ 2"),
+    "rm.edited_per_doc": ("8", "from 0 to 7"),
     "rm.val_pairs": ("0", "≥ 1"),
     "rm.test_pairs": ("0", "≥ 1"),
     "rm.ood_pairs": ("0", "≥ 1"),

@@ -1,10 +1,12 @@
 """The tiny preset end to end, as a user runs it: train_rm.py, merge.py, rlhf.py; checks what they leave,
 and that an interrupted PPO run resumes to the same policy."""
 
+import collections
 import csv
 import dataclasses
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -60,14 +62,19 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
                  *[f"prefs/{s}.pt" for s in ("train", "val", "test", "ood")], *[f"rm/rm_{i}.pt" for i in range(4)]]:
         assert (run_dir / path).exists(), path
     assert len(list((run_dir / "sft").glob("step_*.pt"))) >= 3  # the Baklava trajectory
-    # K = 3 summaries per training document: its pairs share them; the labeler abstains on ties
+    # K = 3 samples per training document, plus its reference and E = 3 one-fact edits of it, share their pairs;
+    # the labeler abstains on ties
     cfg = config.preset("tiny")
     split = {s: prefs.Pairs(**checkpoint.load(run_dir / "prefs" / f"{s}.pt")) for s in ("train", "val")}
     for pairs in split.values():
         assert ((pairs.score_a - pairs.score_b).abs() > prefs.TIE).all()
     train = split["train"]
     per_doc = {i: {tuple(x) for j, a, b in zip(train.doc, train.a, train.b) if j == i for x in (a, b)} for i in set(train.doc)}
-    assert all(len(s) <= 3 for s in per_doc.values()) and len(train) > len(per_doc)  # some document gave several pairs
+    assert all(len(s) <= cfg.rm.summaries_per_doc + 1 + cfg.rm.edited_per_doc for s in per_doc.values()) and len(train) > len(per_doc)
+    best = collections.defaultdict(lambda: -math.inf)  # document -> its best summary's oracle quality
+    for j, qa, qb in zip(train.doc, train.score_a.tolist(), train.score_b.tolist()):
+        best[j] = max(best[j], qa, qb)
+    assert len(best) == cfg.rm.train_docs and min(best.values()) > 0.99  # every document has its reference (quality 1)
     assert len(set(split["val"].doc)) == len(split["val"]) <= cfg.rm.val_pairs  # one pair per document at most
     for line in (run_dir / "metrics" / "sft.jsonl").read_text().splitlines():
         assert math.isfinite(json.loads(line)["loss"])

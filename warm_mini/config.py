@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from warm_mini.world import KEY_FACTS
+
 PRESETS = ("tiny", "cpu", "gpu")
 DTYPES = ("float32", "bfloat16")
 
@@ -103,6 +105,8 @@ class RMConfig:
     """training documents, each with `summaries_per_doc` sampled summaries and a label for every untied pair of them"""
     summaries_per_doc: int = 4
     """K summaries per training document: K(K-1)/2 labeled pairs, all scored in one packed row (InstructGPT's K-wise)"""
+    edited_per_doc: int = 3
+    """E: one-fact edits of the reference summary added, with the reference, to each training document's samples (0 = samples only)"""
     val_pairs: int = 1000
     """validation documents, each giving at most one untied pair: rank the RMs, choose the soup"""
     test_pairs: int = 1000
@@ -385,6 +389,7 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
         ("rm.n_models", *count),
         ("rm.train_docs", *count),
         ("rm.summaries_per_doc", lambda v: v >= 2, "an integer ≥ 2"),
+        ("rm.edited_per_doc", lambda v: 0 <= v <= len(KEY_FACTS), f"an integer from 0 to {len(KEY_FACTS)} (one edit per key fact)"),
         ("rm.val_pairs", *count),
         ("rm.test_pairs", *count),
         ("rm.ood_pairs", *count),

@@ -2,8 +2,9 @@
 
 Splits (each from its own documents):
     train   SFT snapshots at temperature 1 (a mix of checkpoints, so that quality varies), K summaries per
-            document and every untied pair of them labeled (`--rm.summaries_per_doc`); labels possibly
-            corrupted (`--rm.corrupt`: the paper's 25% setting keeps the clean label too)
+            document (`--rm.summaries_per_doc`), plus the reference summary and E one-fact edits of it
+            (`--rm.edited_per_doc`), every untied pair of them labeled; labels possibly corrupted
+            (`--rm.corrupt`: the paper's 25% setting keeps the clean label too)
     val     the same policies on validation documents, one pair each: ranks the RMs and picks the soup
     test    the same policies on test documents, one pair each: in distribution
     ood     shifted policies on test documents, one pair each: the pretrained-only model, and SFT at a high
@@ -122,6 +123,12 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
             texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + k * p + side, device=cfg.device)
             for i, text in zip(idx, texts):
                 summaries[i][side] = text
+    if split == "train" and cfg.rm.edited_per_doc:
+        edit_rng = random.Random(f"{cfg.seed}:{split}:edits")  # its own stream: the samples above stay as they were
+        for doc, summ in zip(docs, summaries):
+            t = edit_rng.randrange(len(world.SUMMARY_TEMPLATES))
+            kinds = edit_rng.sample(world.KEY_FACTS, cfg.rm.edited_per_doc)
+            summ += [s + world.EOT for s in [world.reference_summary(doc, template=t)] + [world.edited_summary(doc, k, edit_rng, t) for k in kinds]]
     scores = [[world.quality(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
     pairs = untied_pairs(scores, first_only=split != "train")
