@@ -1,5 +1,7 @@
 """Where a reward model goes wrong: its accuracy on a split's pairs, grouped by which facts of the main event
-the two summaries get differently right (name, qty, role, ...), against the noise-free oracle order.
+the two summaries get differently right (name, qty, role, ...), against the noise-free oracle order; then,
+per key fact, how often it scores a document's reference summary above the same summary with that one fact
+replaced by one the document never mentions (world.edited_summary): which facts it checks at all.
 
 The diagnostic that found the name blind spot (see docs/notebook.md, the reward-model part):
 
@@ -13,6 +15,7 @@ A group such as `name+qty` holds the pairs where each summary gets a different o
 
 import collections
 import dataclasses
+import random
 import sys
 from pathlib import Path
 
@@ -25,6 +28,14 @@ def differing_facts(doc: world.Document, a: str, b: str) -> str:
     """The main-event fields whose credit differs between summaries a and b, joined by '+' ('none' if none)."""
     ca, cb = world.fact_credit(doc, a), world.fact_credit(doc, b)
     return "+".join(f for f in world.KEY_FACTS if ca.get(f, 0) != cb.get(f, 0)) or "none"
+
+
+def edit_probe(model, enc, docs: list[world.Document], device: str) -> dict[str, float]:
+    """Per key fact: the share of `docs` on which `model` scores the reference summary above its one-fact edit."""
+    rng, eot = random.Random(0), [enc.encode_single_token(world.EOT)]
+    reference = reward.score_summaries(model, enc, docs, [tok.encode(enc, d.reference) + eot for d in docs], device=device)
+    edited = {k: [tok.encode(enc, world.edited_summary(d, k, rng)) + eot for d in docs] for k in world.KEY_FACTS}
+    return {k: (reference > reward.score_summaries(model, enc, docs, ids, device=device)).float().mean().item() for k, ids in edited.items()}
 
 
 def main(argv=None):
@@ -49,6 +60,9 @@ def main(argv=None):
         print(f"{name}: {sum(right) / len(right):.3f} of {len(right)} {args.split} pairs ordered as the oracle orders them")
         for g, rs in sorted(by_group.items(), key=lambda kv: -len(kv[1]))[: args.groups]:
             print(f"  {g:32s} {len(rs):5d} pairs  {sum(rs) / len(rs):.3f}")
+        probe_docs = docs[: prefs.split_size(cfg, args.split)[0]]
+        probe = edit_probe(model, enc, probe_docs, cfg.device)
+        print(f"  reference above a one-fact edit, {len(probe_docs)} documents: " + ", ".join(f"{k} {v:.2f}" for k, v in probe.items()))
 
 
 if __name__ == "__main__":

@@ -264,5 +264,9 @@ def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     assert [h.split(":")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt", "weights_only.pt"]
     assert all(f"of {n_val} val pairs" in h for h in heads)
     assert heads[0].split(":")[1] == heads[2].split(":")[1]  # the same model, the same accuracy
-    groups = [line.split() for line in out.stdout.splitlines() if line.startswith(" ")]
+    probes = [line for line in out.stdout.splitlines() if line.startswith("  reference above a one-fact edit")]
+    groups = [line.split() for line in out.stdout.splitlines() if line.startswith(" ") and line not in probes]
     assert sum(int(g[1]) for g in groups) == 3 * n_val  # every pair in one group, for each model
+    assert len(probes) == 3 and probes[0] == probes[2]
+    shares = dict(re.findall(r"(\w+) ([01]\.\d\d)", probes[0].split(":")[1]))
+    assert set(shares) == set(world.KEY_FACTS) and all(0 <= float(v) <= 1 for v in shares.values())
