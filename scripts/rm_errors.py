@@ -3,7 +3,8 @@ the two summaries get differently right (name, qty, role, ...), against the nois
 per key fact, how often it scores a document's reference summary above the same summary with that one fact
 replaced by one the document never mentions (world.edited_summary): which facts it checks at all.
 
-The diagnostic that found the name blind spot (see docs/notebook.md, the reward-model part):
+The diagnostic that found the name blind spot, and then (its probe) that reward models trained on policy samples
+alone check no fact but the number (see docs/notebook.md, the reward-model part):
 
     python scripts/rm_errors.py --run-dir runs/cpu rm/rm_0.pt warm/warm_6.pt
     python scripts/rm_errors.py --run-dir runs/cpu --split ood rm/rm_0.pt
@@ -35,7 +36,8 @@ def edit_probe(model, enc, docs: list[world.Document], device: str) -> dict[str,
     rng, eot = random.Random(0), [enc.encode_single_token(world.EOT)]
     reference = reward.score_summaries(model, enc, docs, [tok.encode(enc, d.reference) + eot for d in docs], device=device)
     edited = {k: [tok.encode(enc, world.edited_summary(d, k, rng)) + eot for d in docs] for k in world.KEY_FACTS}
-    return {k: (reference > reward.score_summaries(model, enc, docs, ids, device=device)).float().mean().item() for k, ids in edited.items()}
+    return {k: (reference > reward.score_summaries(model, enc, docs, ids, device=device)).float().mean().item()
+            for k, ids in edited.items()}
 
 
 def main(argv=None):

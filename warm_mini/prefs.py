@@ -108,7 +108,9 @@ def untied_pairs(scores: list[list[float]], first_only: bool) -> list[tuple[int,
 def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
     """K summaries per document (K = rm.summaries_per_doc for training, 3 elsewhere), each from a policy
     drawn on its own (so that they often differ in quality), and the untied pairs of them labeled by the
-    world's labeler: all of them for training, the first of each document for evaluation."""
+    world's labeler: all of them for training, the first of each document for evaluation. Training documents
+    also get their reference and E = rm.edited_per_doc one-fact edits of it (in one random template), which
+    differ from each other in one fact only: pairs that no reward model can order without checking that fact."""
     n_docs, k = split_size(cfg, split)
     docs = docs_of(splits, split)[:n_docs]
     n = len(docs)
@@ -128,7 +130,8 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
         for doc, summ in zip(docs, summaries):
             t = edit_rng.randrange(len(world.SUMMARY_TEMPLATES))
             kinds = edit_rng.sample(world.KEY_FACTS, cfg.rm.edited_per_doc)
-            summ += [s + world.EOT for s in [world.reference_summary(doc, template=t)] + [world.edited_summary(doc, k, edit_rng, t) for k in kinds]]
+            reference_and_edits = [world.reference_summary(doc, template=t)] + [world.edited_summary(doc, k, edit_rng, t) for k in kinds]
+            summ += [s + world.EOT for s in reference_and_edits]
     scores = [[world.quality(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
     pairs = untied_pairs(scores, first_only=split != "train")

@@ -314,9 +314,9 @@ def invented_value(doc: Document, kind: str, rng: random.Random):
         return f"{invented_value(doc, 'first', rng)} {invented_value(doc, 'surname', rng)}"
     pool = {"first": FIRST_NAMES, "surname": SURNAMES, "qty": _QUANTITIES["qty"], **_POOLS}[kind]
     text = doc.text.lower()
-    while True:
+    while True:  # a substring test may refuse an absent value ("12" in "120"), never accepts one that is there
         value = rng.choice(pool)
-        if str(value).lower() not in text:  # a substring test: it may refuse a value that is absent ("12" in "120"), never accept one that is there
+        if str(value).lower() not in text:
             return value
 
 
