@@ -308,11 +308,9 @@ def reference_summary(doc: Document, rng: random.Random | None = None, template:
     return _fill(SUMMARY_TEMPLATES[template], doc.facts)
 
 
-def invented_value(doc: Document, kind: str, rng: random.Random):
-    """A value of `kind` (a key fact, "first" or "surname") that `doc` never mentions."""
-    if kind == "name":
-        return f"{invented_value(doc, 'first', rng)} {invented_value(doc, 'surname', rng)}"
-    pool = {"first": FIRST_NAMES, "surname": SURNAMES, "qty": _QUANTITIES["qty"], **_POOLS}[kind]
+def _invented_value(doc: Document, kind: str, rng: random.Random):
+    """A value of `kind` (a key fact other than the name, or "first" for a first name) that `doc` never mentions."""
+    pool = {"first": FIRST_NAMES, "qty": _QUANTITIES["qty"], **_POOLS}[kind]
     text = doc.text.lower()
     while True:  # a substring test may refuse an absent value ("12" in "120"), never accepts one that is there
         value = rng.choice(pool)
@@ -326,7 +324,7 @@ def edited_summary(doc: Document, kind: str, rng: random.Random, template: int |
     A name keeps the actor's surname and changes the first name: the SFT policy's most common slip. These near misses
     differ from the reference in one fact only, so a reward model can order them only by checking that fact.
     """
-    value = f"{invented_value(doc, 'first', rng)} {doc.facts.surname}" if kind == "name" else invented_value(doc, kind, rng)
+    value = f"{_invented_value(doc, 'first', rng)} {doc.facts.surname}" if kind == "name" else _invented_value(doc, kind, rng)
     return reference_summary(replace(doc, facts=replace(doc.facts, **{kind: value})), template=template)
 
 
