@@ -109,8 +109,8 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
     """K summaries per document (K = rm.summaries_per_doc for training, 3 elsewhere), each from a policy
     drawn on its own (so that they often differ in quality), and the untied pairs of them labeled by the
     world's labeler: all of them for training, the first of each document for evaluation. Training documents
-    also get their reference and E = rm.edited_per_doc one-fact edits of it (in one random template), which
-    differ from each other in one fact only: pairs that no reward model can order without checking that fact."""
+    also get their reference and E = rm.edited_per_doc one-fact edits of it (in one random template): each edit
+    differs from the reference in one fact only, a pair no reward model can order without checking that fact."""
     n_docs, k = split_size(cfg, split)
     docs = docs_of(splits, split)[:n_docs]
     n = len(docs)
