@@ -3,7 +3,11 @@
 # seed, with clean labels and with 25% of the training labels flipped, then scripts/aggregate.py.
 #
 #   bash scripts/reproduce.sh                   # cpu preset, seeds 0 1 2, runs in runs/repro/
-#   SEEDS="0 1" PRESET=tiny ROOT=/tmp/r JOBS=1 bash scripts/reproduce.sh
+#   SEEDS="0 1" PRESET=tiny ROOT=/tmp/r JOBS=1 REWARDS= bash scripts/reproduce.sh
+#
+# REWARDS are rlhf.py's PPO reward sources: by default the preset's three (best RM, ENS M=6, WARM M=6, with
+# the cpu preset's 6 reward models), WARM M=2 (does a larger M hold up longer?) and the oracle (the upper
+# bound); empty: the preset's default.
 #
 # JOBS runs go at once, each on its own thread(s): on 2 cores, two one-thread runs do 1.4x the work of
 # one two-thread run (the models are too small to keep two threads busy). Every run is resumable, so
@@ -15,6 +19,7 @@ SEEDS=${SEEDS:-"0 1 2"}
 PRESET=${PRESET:-cpu}
 ROOT=${ROOT:-runs/repro}
 JOBS=${JOBS:-2}
+REWARDS=${REWARDS-rm:best,ens:6,warm:6,warm:2,oracle}
 PYTHON=${PYTHON:-python3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
 mkdir -p "$ROOT/logs"
@@ -23,7 +28,7 @@ pipeline() {  # run_dir, then extra flags for every script; stops at the first s
   local dir=$1; shift
   $PYTHON train_rm.py --preset "$PRESET" --run-dir "$dir" "$@" &&
     $PYTHON merge.py --preset "$PRESET" --run-dir "$dir" "$@" &&
-    $PYTHON rlhf.py --preset "$PRESET" --run-dir "$dir" "$@"
+    $PYTHON rlhf.py --preset "$PRESET" --run-dir "$dir" ${REWARDS:+--reward "$REWARDS"} "$@"
 }
 
 one_run() {  # "clean SEED" or "corrupt SEED"
@@ -45,7 +50,7 @@ one_run() {  # "clean SEED" or "corrupt SEED"
   pipeline "$dir" --seed "$seed" --rm.corrupt 0.25
 }
 export -f pipeline one_run
-export PRESET ROOT PYTHON
+export PRESET ROOT PYTHON REWARDS
 
 # Clean runs first, so that a corrupted run rarely waits for its clean run's SFT.
 for setting in clean corrupt; do for seed in $SEEDS; do echo "$setting $seed"; done; done |

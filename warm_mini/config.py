@@ -211,7 +211,7 @@ class Config:
     rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
                                                                       eval_every=300, ckpt_every=100, snapshot_every=150))
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    rlhf: RLHFConfig = field(default_factory=RLHFConfig)
+    rlhf: RLHFConfig = field(default_factory=lambda: RLHFConfig(init_step=1500))  # the final SFT policy leaves PPO no room
 
 
 def preset(name: str) -> Config:
