@@ -29,9 +29,18 @@ def fake_run(path, seed: int, corrupt: float, best: int, x: float):
                       for r in (f"RM {best}", "WARM M=2") for it, kl, c in ((0, 0.0, 0.6), (5, 2.0, 0.7), (10, 4.0, 0.4))],
                      path / "rlhf" / "ppo_eval.csv")
     report.write_csv([{"a": "WARM M=2 final", "b": f"RM {best} final", "win_rate": 0.5 + x, "low": 0.4, "high": 0.6, "docs": 10},
-                      {"a": "WARM M=2 final", "b": "SFT", "win_rate": 0.6 + x, "low": 0.5, "high": 0.7, "docs": 10}],
+                      {"a": "WARM M=2 final", "b": "SFT", "win_rate": 0.6 + x, "low": 0.5, "high": 0.7, "docs": 10},
+                      {"a": f"RM {best} KL≤1", "b": "WARM M=2 KL≤1", "win_rate": 0.3 + x, "low": 0.2, "high": 0.4, "docs": 10}],
                      path / "rlhf" / "win_rates.csv")
     return path
+
+
+def add_costs(path, x: float):
+    """The cost files rlhf.py writes since they were added (older runs lack them)."""
+    report.write_csv([{"run": r, "generation": 1.0 + x, "scoring": 0.5, "reward_model": rm, "update": 2.5, "run s": 40.0 + x}
+                      for r, rm in (("RM 0", 0.1), ("WARM M=2", 0.1 + x))], path / "rlhf" / "ppo_time.csv")
+    report.write_csv([{"proxy": p, "N=1": 0.0, "scoring s": s + x} for p, s in (("RM 0", 9.0), ("ENS M=2", 18.0), ("oracle", float("nan")))],
+                     path / "rlhf" / "bon_table.csv")
 
 
 @pytest.fixture
@@ -74,6 +83,19 @@ def test_seeds_line_up_by_role_with_mean_and_sd(runs):
     assert claims["OOD accuracy: WARM M=2 minus best RM"] == pytest.approx(0.58 - 0.50)
     assert claims["PPO, best RM: best held-out control minus SFT's"] == pytest.approx(0.7 - 0.6)
     assert claims["PPO, WARM M=2: final held-out control minus SFT's"] == pytest.approx(0.4 - 0.6)
+    # a win rate recorded the other way round is read as its complement (ties count half)
+    assert claims["win rate: WARM M=2 KL≤1 vs best RM KL≤1"] == pytest.approx(1 - 0.32)
+    assert math.isnan(claims["win rate: best RM KL≤1 vs SFT"])
+
+
+def test_cost_is_averaged_over_the_runs_that_have_it(runs):
+    add_costs(runs[0], 0.0)
+    add_costs(runs[1], 0.2)  # seed 1 ranks RM 1 first, so its "RM 0" stays RM 0
+    cost = {(r["setting"], r["source"]): r for r in aggregate.cost([aggregate.Run.load(p) for p in runs])}
+    assert cost[("clean", "WARM M=2")]["PPO s per iteration"] == "4.100 ± 0.141"  # (4.0 + 4.2) / 2, sd 0.2 / sqrt(2)
+    assert cost[("clean", "best RM")]["PPO run s"] == "40.000" and cost[("clean", "RM 0")]["Best-of-N scoring s"] == "9.200"
+    assert cost[("clean", "ENS M=2")]["Best-of-N scoring s"] == "18.100 ± 0.141"
+    assert ("clean", "oracle") not in cost and ("25% corrupted", "WARM M=2") not in cost  # no time, no row
 
 
 def test_results_are_written_with_the_command_that_made_them(runs, tmp_path):

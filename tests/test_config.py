@@ -130,6 +130,7 @@ BAD = {
     "rlhf.bon_docs": ("0", "≥ 1"),
     "rlhf.bon_n": ("0", "≥ 1"),
     "rlhf.bon_temperature": ("0", "> 0"),
+    "rlhf.kl_budget": ("0", "> 0"),
     "rlhf.init_step": ("15", "a multiple of sft.snapshot_every"),
     **{f"{s}.{k}": v for s in ("pretrain", "sft", "rm_train") for k, v in {
         "steps": ("0", "≥ 1"), "batch_size": ("0", "≥ 1"), "grad_accum": ("0", "≥ 1"), "lr": ("-0.001", "> 0"),

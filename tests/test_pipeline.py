@@ -140,7 +140,8 @@ def test_rlhf_writes_the_report(tiny_run):
             assert (run_dir / "figures" / f"{figure}.png").exists() and f"figures/{figure}.png" in report_text, figure
 
     runs = sorted((run_dir / "rlhf").glob("*_kl*"))
-    assert [r.name.split("_")[0] for r in runs] == ["ens4", f"rm{reward.rm_index(reward.ranked_reward_models(run_dir)[0])}", "warm4"]
+    best = reward.rm_index(reward.ranked_reward_models(run_dir)[0])
+    assert [r.name.split("_")[0] for r in runs] == ["ens4", f"rm{best}", "warm4"]
     for r in runs:
         lines = [json.loads(line) for line in (r / "train.jsonl").read_text().splitlines()]
         assert [x["iteration"] for x in lines] == list(range(1, cfg.ppo.iterations + 1))
@@ -164,7 +165,9 @@ def test_rlhf_writes_the_report(tiny_run):
         assert float(r["control"]) <= oracle[int(r["n"])] + 1e-6
 
     wins = list(csv.DictReader(open(run_dir / "rlhf" / "win_rates.csv")))
-    assert {(w["a"], w["b"]) for w in wins} >= {("WARM M=4 final", "ENS M=4 final"), ("WARM M=4 best", "SFT")}
+    assert {(w["a"], w["b"]) for w in wins} >= {("WARM M=4 final", "ENS M=4 final"), ("WARM M=4 best", "SFT"),
+                                                 ("WARM M=4 KL≤1", "SFT")}
+    assert {r["run"] for r in csv.DictReader(open(run_dir / "rlhf" / "ppo_time.csv"))} == {"ENS M=4", "WARM M=4", f"RM {best}"}
     for w in wins:
         assert 0.0 <= float(w["low"]) <= float(w["win_rate"]) <= float(w["high"]) <= 1.0
 

@@ -16,7 +16,7 @@ from warm_mini.model import GPT, generate, sequence_logprobs
 from warm_mini.ppo import (PPOTrainer, ValueModel, gae, has_eot, join_left_padded, penalise_missing_eot,
                            per_token_kl, ppo_losses, rewards_with_kl, whiten)
 from warm_mini.reward import RewardModel
-from warm_mini.rl import check_finite
+from warm_mini.rl import budget_iteration, check_finite
 from warm_mini.train import Diverged
 
 PAD, EOT, TARGET = 0, 1, 2  # the toy vocabulary: tokens 3.. are ordinary words
@@ -272,3 +272,10 @@ def test_a_non_finite_reward_stops_ppo_before_it_is_logged(tmp_path):
     metrics, _ = trainer.step(*toy_prompts(32, seed=1))
     with pytest.raises(Diverged, match=r"ppo toy diverged at iteration 2: objective/proxy_reward.*weights not finite"):
         check_finite(trainer, metrics, "ppo toy", tmp_path / "state.pt")
+
+
+def test_the_kl_budget_picks_the_last_evaluation_before_the_kl_first_exceeds_it(tmp_path):
+    kls = {0: 0.0, 5: 0.4, 10: 0.9, 15: 1.3, 20: 0.8}  # the KL came back under the budget: too late to count
+    (tmp_path / "eval.jsonl").write_text("".join(f'{{"iteration": {i}, "eval/kl": {kl}}}\n' for i, kl in kls.items()))
+    assert budget_iteration(tmp_path, 1.0) == 10
+    assert budget_iteration(tmp_path, 0.1) == 0 and budget_iteration(tmp_path, 5.0) == 20

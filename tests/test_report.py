@@ -39,9 +39,9 @@ def test_hacking_verdict_needs_the_control_to_fall_while_the_proxy_holds():
     assert report.hacking_verdict(plateau).startswith("hacked")
 
 
-def test_time_split_means_per_iteration():
+def test_time_split_means_per_iteration_and_sums_the_run():
     train, _ = fake_run([0.5, 0.6], [0.0, 0.1])
-    assert report.time_split(train) == {"generation": 1.0, "scoring": 0.5, "reward_model": 0.2, "update": 2.5}
+    assert report.time_split(train) == {"generation": 1.0, "scoring": 0.5, "reward_model": 0.2, "update": 2.5, "run s": 8.0}
 
 
 def test_tables_write_a_dash_where_a_number_does_not_apply():

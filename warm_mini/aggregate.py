@@ -188,6 +188,26 @@ def win_rates(runs: list[Run]) -> list[dict]:
     return out
 
 
+def cost(runs: list[Run]) -> list[dict]:
+    """What each reward source costs: seconds per PPO iteration (all of it, and its reward model's share), the
+    whole PPO run (without evaluations), and scoring the Best-of-N samples. Runs older than these files are skipped."""
+    seconds = {}  # (setting, source) -> {column: [value per seed]}
+    for run in runs:
+        if (run.path / "rlhf" / "ppo_time.csv").exists():
+            for r in run.rows("rlhf/ppo_time.csv"):
+                cell = seconds.setdefault((run.setting, r["run"]), {})
+                for column, value in (("PPO s per iteration", r["generation"] + r["scoring"] + r["update"]),
+                                      ("reward model s per iteration", r["reward_model"]), ("PPO run s", r["run s"])):
+                    cell.setdefault(column, []).append(value)
+        if (run.path / "rlhf" / "bon_table.csv").exists():
+            for r in run.rows("rlhf/bon_table.csv"):
+                if math.isfinite(r["scoring s"]):
+                    seconds.setdefault((run.setting, r["proxy"]), {}).setdefault("Best-of-N scoring s", []).append(r["scoring s"])
+    columns = ("PPO s per iteration", "reward model s per iteration", "PPO run s", "Best-of-N scoring s")
+    return [{"setting": setting, "source": source, **{c: fmt(stats(cell.get(c, []))) for c in columns}}
+            for (setting, source), cell in sorted(seconds.items(), key=lambda kv: (kv[0][0] != "clean", _model_order(kv[0][1])))]
+
+
 def _lmc_gap(row: dict | None, key: str = "WA - diagonal") -> dict:
     """The stats of one quantity of an lmc() row."""
     return {"mean": row[f"{key} mean"], "sd": row[f"{key} sd"], "n": row["n"]} if row else {"n": 0}
@@ -305,9 +325,10 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
     out_dir = Path(out_dir)
     curve, ppo_summary = control_vs_kl(runs)
     tables = {"accuracy": accuracy(runs), "lmc": lmc(runs), "bon": best_of_n(runs), "control_vs_kl": curve,
-              "ppo_summary": ppo_summary, "win_rates": win_rates(runs)}
+              "ppo_summary": ppo_summary, "win_rates": win_rates(runs), "cost": cost(runs)}
     for name, rows in tables.items():
-        report.write_csv(rows, out_dir / f"{name}.csv")
+        if rows:  # cost needs files that older runs lack
+            report.write_csv(rows, out_dir / f"{name}.csv")
     figures = plot_all(out_dir, tables, f"made by: {command}")
 
     groups = by_setting(runs)
@@ -346,11 +367,16 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
             tables["ppo_summary"], "control_vs_kl.png")
     section("Win rates (Fig. 9): `win_rates.csv`",
             "Share of test documents on which a's summary beats b's by the control reward (ties half), mean ± sd over seeds; "
-            "`final`: after the last PPO iteration, `best`: at each run's best evaluation. Whiskers in the figure: the lowest "
-            "and highest seed.",
+            "`final`: after the last PPO iteration (equal steps), `best`: at each run's best evaluation, `KL≤b`: at each run's "
+            "last evaluation before its held-out KL first exceeds b (equal KL). Whiskers in the figure: the lowest and highest seed.",
             [{"setting": r["setting"], "a": r["a"], "b": r["b"], "win rate": fmt(r), "per seed": r["per seed"]}
              for r in tables["win_rates"]],
             "win_rates.png")
+    if tables["cost"]:
+        section("Cost: `cost.csv`",
+                "Seconds per PPO iteration (all of it, and the reward model's share of scoring), for the whole PPO run (its "
+                "held-out evaluations left out), and to score every Best-of-N sample (ENS: its members' sum). ENS pays M "
+                "forward passes, WARM one.", tables["cost"])
     path = out_dir / "README.md"
     checkpoint.atomic_write_text(path, "\n".join(lines))
     return path
@@ -373,7 +399,9 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     bon = run.rows("rlhf/bon.csv")
     n_max = max(r["n"] for r in bon)
     at_n = {r["proxy"]: r["control"] for r in bon if r["n"] == n_max}
-    wins = {(r["a"], r["b"]): r["win_rate"] for r in run.rows("rlhf/win_rates.csv")}
+    wins = {}
+    for r in run.rows("rlhf/win_rates.csv"):  # a over b, and b over a (ties count half, so it is the complement)
+        wins[(r["a"], r["b"])], wins[(r["b"], r["a"])] = r["win_rate"], 1 - r["win_rate"]
     out = {
         ("LMC: WA minus the diagonal at λ = 0.5, mean of the pairs", "> 0"): float(np.mean(gaps)),
         ("memorisation: agreement with the flipped labels, WARM M=2 minus ENS M=2", "< 0, far"):
@@ -393,10 +421,12 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
                 max(r["eval/control_reward"] for r in rows) - rows[0]["eval/control_reward"]
             out[(f"PPO, {source}: final held-out control minus SFT's", "WARM holds up longest")] = \
                 rows[-1]["eval/control_reward"] - rows[0]["eval/control_reward"]
-    for a, b, paper in ((f"{warm} final", "best RM final", "0.794"), (f"{warm} final", "SFT", "0.998"),
-                        ("best RM final", "SFT", "0.985"), (f"{warm} final", f"{ens} final", "> 0.5"),
-                        (f"{warm} best", "best RM best", "")):
-        out[(f"win rate: {a} vs {b}", paper)] = wins.get((a, b), math.nan)
+    budgets = sorted({a.rsplit(" ", 1)[1] for a, _ in wins if a.startswith(warm) and "KL≤" in a})
+    for when in ["final", *budgets]:
+        for a, b, paper in ((f"{warm} {when}", f"best RM {when}", "0.794"), (f"{warm} {when}", "SFT", "0.998"),
+                            (f"best RM {when}", "SFT", "0.985"), (f"{warm} {when}", f"{ens} {when}", "> 0.5")):
+            out[(f"win rate: {a} vs {b}", paper)] = wins.get((a, b), math.nan)
+    out[(f"win rate: {warm} best vs best RM best", "")] = wins.get((f"{warm} best", "best RM best"), math.nan)
     return out
 
 

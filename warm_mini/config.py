@@ -187,6 +187,8 @@ class RLHFConfig:
     """temperature of the SFT samples Best-of-N picks from (the temperature of the RMs' training pairs)"""
     init_step: int = 0
     """SFT snapshot (its step) PPO starts from and the KL holds it to, Best-of-N samples and win rates call SFT; 0 = final SFT"""
+    kl_budget: float = 1.0
+    """the win rates also judge each run at this KL: its last evaluation before the held-out KL first exceeds it"""
 
 
 @dataclass
@@ -424,6 +426,7 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
         ("rlhf.bon_docs", *count),
         ("rlhf.bon_n", *count),
         ("rlhf.bon_temperature", *positive),
+        ("rlhf.kl_budget", *positive),
         ("rlhf.init_step", lambda v: v == 0 or (cfg.sft.snapshot_every > 0 and v % cfg.sft.snapshot_every == 0 and 0 < v <= cfg.sft.steps),
          "0, or the step of an SFT snapshot: a multiple of sft.snapshot_every up to sft.steps"),
     ]

@@ -150,10 +150,12 @@ def hacking_verdict(s: dict, margin: float = 0.05) -> str:
 
 
 def time_split(train: list[dict]) -> dict:
-    """Mean seconds per iteration in generation, scoring (of which the reward model) and update."""
+    """Mean seconds per iteration in generation, scoring (of which the reward model) and update, and the
+    whole run's seconds in those phases (its held-out evaluations left out)."""
     mean = lambda k: sum(r[k] for r in train) / len(train)
     keys = ("time/generation", "time/scoring", "time/reward_model", "time/update")
-    return {k.split("/")[1]: mean(k) for k in keys}
+    split = {k.split("/")[1]: mean(k) for k in keys}
+    return {**split, "run s": len(train) * (split["generation"] + split["scoring"] + split["update"])}
 
 
 # ----------------------------------------------------------------------------- report.md
@@ -196,6 +198,7 @@ def write_report(run_dir: Path, cfg, runs: dict[str, dict], bon_rows: list[dict]
         ns = sorted({r["n"] for r in bon_rows})
         table = [{"proxy": p, **{f"N={n}": next(r["control"] for r in bon_rows if r["proxy"] == p and r["n"] == n) for n in ns},
                   "scoring s": bon_seconds.get(p, math.nan)} for p in proxies]
+        write_csv(table, rl_dir / "bon_table.csv")
         lines += ["## Best-of-N (Fig. 6)", "",
                   f"{cfg.rlhf.bon_n} SFT samples (temperature {cfg.rlhf.bon_temperature}) per test document, "
                   f"{cfg.rlhf.bon_docs} documents; the sample the proxy prefers among the first N "
@@ -239,7 +242,9 @@ def write_report(run_dir: Path, cfg, runs: dict[str, dict], bon_rows: list[dict]
         for t in times:
             total = t["generation"] + t["scoring"] + t["update"]
             t.update({f"{k} share": f"{t[k] / total:.0%}" for k in ("generation", "scoring", "update")})
-        lines += ["Seconds per PPO iteration (reward_model is the proxy's share of scoring):", "", markdown_table(times), ""]
+        write_csv(times, rl_dir / "ppo_time.csv")
+        lines += ["Seconds per PPO iteration (reward_model is the proxy's share of scoring) and in the whole run (`run s`, "
+                  "without its held-out evaluations):", "", markdown_table(times), ""]
         warm = [t["reward_model"] for t in times if t["run"].startswith("WARM")]
         ens = [t["reward_model"] for t in times if t["run"].startswith("ENS")]
         if warm and ens:
@@ -252,7 +257,9 @@ def write_report(run_dir: Path, cfg, runs: dict[str, dict], bon_rows: list[dict]
         lines += ["## Win rates (Fig. 9)", "",
                   f"Share of {win_rows[0]['docs']} test documents on which policy a's summary has a higher control "
                   "reward than policy b's (ties count half), with a 95% bootstrap interval. `final`: after the last "
-                  "iteration (equal steps); `best`: each run's best held-out evaluation.", "",
+                  "iteration (equal steps); `best`: each run's best held-out evaluation; "
+                  f"`KL≤{cfg.rlhf.kl_budget:g}`: each run's last evaluation before its held-out KL first exceeds "
+                  f"{cfg.rlhf.kl_budget:g} (equal KL).", "",
                   markdown_table(win_rows), ""]
         figure(win_rate_bars(win_rows, fig_dir / "win_rates.png"), fig_dir / "win_rates.png", "win rates")
 

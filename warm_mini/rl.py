@@ -162,3 +162,13 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
 def best_iteration(out: Path) -> int:
     """The evaluation with the highest control reward on validation documents (the SFT policy counts too)."""
     return max(checkpoint.read_jsonl(out / "eval.jsonl"), key=lambda r: r["eval/control_reward"])["iteration"]
+
+
+def budget_iteration(out: Path, kl_budget: float) -> int:
+    """The last evaluation before the held-out KL first exceeds kl_budget: the run at a fixed KL, whatever its β."""
+    last = 0
+    for r in checkpoint.read_jsonl(out / "eval.jsonl"):
+        if r["eval/kl"] > kl_budget:
+            break
+        last = r["iteration"]
+    return last
