@@ -1,5 +1,6 @@
 """Aggregate finished runs (one per seed and setting) into results/: CSV, PNG and README.md, with mean and
 spread over seeds of the paper's Figs. 3, 4, 6, 8 and 9. scripts/reproduce.sh makes the runs and calls it.
+A run that stopped after merge.py counts in the reward-model tables (Figs. 3 and 4) only.
 
     python scripts/aggregate.py runs/repro/cpu-s*-clean runs/repro/cpu-s*-corrupt
     python scripts/aggregate.py --rm-only runs/final/s*     # print Fig. 4's table of runs without rlhf.py
@@ -17,7 +18,7 @@ from warm_mini.aggregate import RM_NEEDED, Run, accuracy, fmt, write_results  # 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (train_rm.py, merge.py, rlhf.py)")
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories that finished train_rm.py and merge.py (and rlhf.py, for the RL tables)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="where the results go")
     parser.add_argument("--rm-only", action="store_true",
                         help="print the accuracy table (Fig. 4) of runs that finished train_rm.py and merge.py; write nothing")

@@ -116,6 +116,20 @@ def test_an_unfinished_run_is_refused(tmp_path):
         aggregate.Run.load(tmp_path / "run")
 
 
+def test_a_run_without_rlhf_counts_in_the_reward_model_tables_only(runs, tmp_path):
+    (runs[1] / "rlhf" / "bon.csv").unlink()
+    loaded = [aggregate.Run.load(p, aggregate.RM_NEEDED) for p in runs]
+    assert [r.has_rl for r in loaded] == [True, False, True]
+    assert {r["n"] for r in aggregate.accuracy(loaded) if r["setting"] == "clean"} == {2}
+    assert {r["n"] for r in aggregate.best_of_n([r for r in loaded if r.has_rl]) if r["setting"] == "clean"} == {1}
+    assert not any(claim.startswith(("PPO", "win rate", "Best-of")) for claim, _ in aggregate.claims(loaded[1]))
+    head = {r["claim"]: r for r in aggregate.headline(loaded)}
+    assert head["OOD accuracy: WARM M=2 minus best RM"]["clean"] == "0.030 ± 0.071"  # seeds 0 and 1: -0.02 and +0.08
+    assert head["PPO, best RM: best held-out control minus SFT's"]["clean"] == "0.100 (n=1)"
+    text = aggregate.write_results(runs, tmp_path / "results", "cmd").read_text()
+    assert "clean: seeds 0, 1 (RL: 0)" in text
+
+
 def test_reward_model_only_runs_load_for_the_accuracy_table(runs):
     (runs[0] / "rlhf" / "bon.csv").unlink()  # a run that stopped after merge.py
     with pytest.raises(FileNotFoundError, match="rlhf/bon.csv"):

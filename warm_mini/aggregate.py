@@ -1,7 +1,8 @@
 """Several finished runs -> results/: every figure of the paper as a mean and a spread over seeds.
 
-Each run directory (train_rm.py, merge.py and rlhf.py finished) is one seed of one setting: clean labels,
-or a share of flipped training labels. Runs pick their own best single RM (by validation accuracy), so
+Each run directory (train_rm.py and merge.py finished, rlhf.py too for the RL tables) is one seed of one
+setting: clean labels, or a share of flipped training labels; a run without rlhf.py's files counts in the
+reward-model tables only. Runs pick their own best single RM (by validation accuracy), so
 "RM <i>" becomes "best RM" before seeds are lined up. Every number is a mean over seeds with its sample
 standard deviation (sd) and the number of seeds (n); plots draw the mean and shade one sd.
 """
@@ -17,8 +18,8 @@ import numpy as np
 from warm_mini import checkpoint, report, rm_eval
 from warm_mini.evaluate import bon_kl
 
-RM_NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv")  # train_rm.py and merge.py
-NEEDED = RM_NEEDED + ("warm/lmc.csv", "rlhf/bon.csv", "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
+RM_NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv", "warm/lmc.csv")  # train_rm.py and merge.py
+NEEDED = RM_NEEDED + ("rlhf/bon.csv", "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
 
 
 @dataclass
@@ -29,6 +30,11 @@ class Run:
     seed: int
     setting: str  # "clean" or e.g. "25% corrupted"
     best_rm: int  # the single RM the run ranked first (rlhf.py's rm:best)
+
+    @property
+    def has_rl(self) -> bool:
+        """rlhf.py finished here: the run counts in the Best-of-N, PPO, win-rate and cost tables."""
+        return all((self.path / f).exists() for f in NEEDED)
 
     @classmethod
     def load(cls, path, needed=NEEDED) -> "Run":
@@ -287,6 +293,8 @@ def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
             ("bon.png", tables["bon"], "kl_bon", "KL_BoN = log N - (N-1)/N", "proxy", "control reward gain over N = 1"),
             ("control_vs_kl.png", tables["control_vs_kl"], "kl", "KL(policy || SFT)", "source", "control reward minus SFT's")):
         settings = list(dict.fromkeys(r["setting"] for r in table))
+        if not settings:  # no run finished rlhf.py
+            continue
         plt, fig, axes = _panels(len(settings))
         for ax, setting in zip(axes[0], settings):
             for source in dict.fromkeys(r[key] for r in table if r["setting"] == setting):
@@ -301,7 +309,7 @@ def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
 
     bars = [{"a": r["a"], "b": f"{r['b']} ({r['setting']})", "win_rate": r["mean"], "low": r["min"], "high": r["max"]}
             for r in tables["win_rates"]]
-    if report.win_rate_bars(bars, out_dir / "win_rates.png", note):
+    if bars and report.win_rate_bars(bars, out_dir / "win_rates.png", note):
         paths.append(out_dir / "win_rates.png")
     return paths
 
@@ -321,11 +329,12 @@ def pivot(rows: list[dict], index: list[str], column: str) -> list[dict]:
 
 def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
     """Aggregate the runs into out_dir: one CSV per figure, PNGs, and README.md; returns README.md's path."""
-    runs = [Run.load(p) for p in run_paths]
+    runs = [Run.load(p, RM_NEEDED) for p in run_paths]
+    rl_runs = [r for r in runs if r.has_rl]
     out_dir = Path(out_dir)
-    curve, ppo_summary = control_vs_kl(runs)
-    tables = {"accuracy": accuracy(runs), "lmc": lmc(runs), "bon": best_of_n(runs), "control_vs_kl": curve,
-              "ppo_summary": ppo_summary, "win_rates": win_rates(runs), "cost": cost(runs)}
+    curve, ppo_summary = control_vs_kl(rl_runs)
+    tables = {"accuracy": accuracy(runs), "lmc": lmc(runs), "bon": best_of_n(rl_runs), "control_vs_kl": curve,
+              "ppo_summary": ppo_summary, "win_rates": win_rates(rl_runs), "cost": cost(rl_runs)}
     for name, rows in tables.items():
         if rows:  # cost needs files that older runs lack
             report.write_csv(rows, out_dir / f"{name}.csv")
@@ -334,7 +343,8 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
     groups = by_setting(runs)
     lines = ["# warm-mini: results over seeds", "",
              f"Made by `{command}` from {len(runs)} runs: "
-             + "; ".join(f"{s}: seeds {', '.join(str(r.seed) for r in g)}" for s, g in groups.items())
+             + "; ".join(f"{s}: seeds {', '.join(str(r.seed) for r in g)} (RL: {', '.join(str(r.seed) for r in g if r.has_rl) or 'none'})"
+                         for s, g in groups.items())
              + ". Every cell is the mean over seeds ± the sample standard deviation; figures shade one sd. "
              "Every file here (CSV, PNG, this page) was written by that command.", "",
              "## Headline: ours against the paper", "", report.markdown_table(headline(runs)), ""]
@@ -386,7 +396,7 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     """The paper's claims measured on one run, as {(claim, the paper's finding): number}.
 
     Comparisons are differences within the run (paired by seed), so that what moves a whole seed (a weaker
-    SFT policy, say) cancels. M is the largest average the run made (all its RMs).
+    SFT policy, say) cancels. M is the largest average the run made (all its RMs). The RL claims need rlhf.py.
     """
     acc = {r["model"]: r for r in run.rows("warm/accuracy.csv")}
     m = max(int(k.split("=")[1]) for k in acc if k.startswith("WARM M="))
@@ -396,31 +406,37 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     for pair in dict.fromkeys(r["pair"] for r in lmc_rows):
         pts = {r["lambda"]: r["WA"] for r in lmc_rows if r["pair"] == pair}
         gaps.append(pts[0.5] - (pts[0.0] + pts[1.0]) / 2)
+    flipped = "train (corrupted labels)"
+    singles = [r[flipped] for name, r in acc.items() if name.startswith(("RM ", "best RM")) and flipped in r]
+    out = {("LMC: WA minus the diagonal at λ = 0.5, mean of the pairs", "> 0"): float(np.mean(gaps)),
+           ("memorisation: mean single RM's agreement with the flipped labels", "high: they memorise"):
+               float(np.mean(singles)) if singles else math.nan}
+    for k in sorted({2, m}):
+        out[(f"memorisation: agreement with the flipped labels, WARM M={k} minus ENS M={k}", "< 0, far")] = \
+            acc[f"WARM M={k}"].get(flipped, math.nan) - acc[f"ENS M={k}"].get(flipped, math.nan)
+    out[(f"OOD accuracy: {warm} minus {ens}", "≥ 0")] = acc[warm]["ood"] - acc[ens]["ood"]
+    out[(f"OOD accuracy: {warm} minus best RM", "> 0")] = acc[warm]["ood"] - acc["best RM"]["ood"]
+    if not run.has_rl:
+        return out
+
     bon = run.rows("rlhf/bon.csv")
     n_max = max(r["n"] for r in bon)
     at_n = {r["proxy"]: r["control"] for r in bon if r["n"] == n_max}
-    wins = {}
-    for r in run.rows("rlhf/win_rates.csv"):  # a over b, and b over a (ties count half, so it is the complement)
-        wins[(r["a"], r["b"])], wins[(r["b"], r["a"])] = r["win_rate"], 1 - r["win_rate"]
-    out = {
-        ("LMC: WA minus the diagonal at λ = 0.5, mean of the pairs", "> 0"): float(np.mean(gaps)),
-        ("memorisation: agreement with the flipped labels, WARM M=2 minus ENS M=2", "< 0, far"):
-            acc["WARM M=2"].get("train (corrupted labels)", math.nan) - acc["ENS M=2"].get("train (corrupted labels)", math.nan),
-        (f"OOD accuracy: {warm} minus {ens}", "≥ 0"): acc[warm]["ood"] - acc[ens]["ood"],
-        (f"OOD accuracy: {warm} minus best RM", "> 0"): acc[warm]["ood"] - acc["best RM"]["ood"],
-        (f"Best-of-{n_max} control: {warm} minus best RM", "> 0"): at_n.get(warm, math.nan) - at_n["best RM"],
-        (f"Best-of-{n_max} control: {warm} minus {ens}", "> 0"): at_n.get(warm, math.nan) - at_n.get(ens, math.nan),
-    }
+    out[(f"Best-of-{n_max} control: {warm} minus best RM", "> 0")] = at_n.get(warm, math.nan) - at_n["best RM"]
+    out[(f"Best-of-{n_max} control: {warm} minus {ens}", "> 0")] = at_n.get(warm, math.nan) - at_n.get(ens, math.nan)
     evals = {}
     for r in run.rows("rlhf/ppo_eval.csv"):
         evals.setdefault(r["run"], []).append(r)
-    for source in (warm, ens, "best RM"):
+    for source in (warm, ens, "best RM", "oracle"):
         rows = sorted(evals.get(source, []), key=lambda r: r["iteration"])
         if rows:  # iteration 0 is the SFT policy
             out[(f"PPO, {source}: best held-out control minus SFT's", "> 0, WARM highest")] = \
                 max(r["eval/control_reward"] for r in rows) - rows[0]["eval/control_reward"]
             out[(f"PPO, {source}: final held-out control minus SFT's", "WARM holds up longest")] = \
                 rows[-1]["eval/control_reward"] - rows[0]["eval/control_reward"]
+    wins = {}
+    for r in run.rows("rlhf/win_rates.csv"):  # a over b, and b over a (ties count half, so it is the complement)
+        wins[(r["a"], r["b"])], wins[(r["b"], r["a"])] = r["win_rate"], 1 - r["win_rate"]
     budgets = sorted({a.rsplit(" ", 1)[1] for a, _ in wins if a.startswith(warm) and "KL≤" in a})
     for when in ["final", *budgets]:
         for a, b, paper in ((f"{warm} {when}", f"best RM {when}", "0.794"), (f"{warm} {when}", "SFT", "0.998"),
@@ -434,6 +450,11 @@ def headline(runs: list[Run]) -> list[dict]:
     """One row per claim: the paper's finding beside ours, mean ± sd over seeds in each setting ("-": not measured)."""
     per_setting = {setting: [claims(r) for r in group] for setting, group in by_setting(runs).items()}
     keys = list(dict.fromkeys(k for measured in per_setting.values() for c in measured for k in c))
-    return [{"claim": claim, "paper": paper, **{setting: fmt(stats(c.get((claim, paper)) for c in measured))
+
+    def cell(values: list, seeds: int) -> str:
+        s = stats(values)
+        return fmt(s) + (f" (n={s['n']})" if 0 < s["n"] < seeds else "")
+
+    return [{"claim": claim, "paper": paper, **{setting: cell([c.get((claim, paper)) for c in measured], len(measured))
                                                  for setting, measured in per_setting.items()}}
             for claim, paper in keys]
