@@ -203,16 +203,14 @@ def test_greedy_is_argmax_of_uncached_forward_and_deterministic():
     torch.testing.assert_close(lp, sequence_logprobs(model, prompt, prompt_mask, a, torch.ones_like(a)).detach(), atol=ATOL, rtol=0)
 
 
-def test_seeded_sampling_is_reproducible_and_top_k_respected():
+def test_seeded_sampling_is_reproducible_with_or_without_the_cache():
     model = tiny()
     prompt, prompt_mask = left_pad(random_rows([6, 2, 5]))
     run = lambda seed, **kw: generate(model, prompt, prompt_mask, 15, generator=torch.Generator().manual_seed(seed), **kw)[0]
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
-    # top_k=1 sampling is greedy
-    assert torch.equal(run(5, top_k=1), generate(model, prompt, prompt_mask, 15, temperature=0)[0])
     # the cached and uncached samplers draw the same tokens from the same seed
-    assert torch.equal(run(3, top_k=5), run(3, top_k=5, use_cache=False))
+    assert torch.equal(run(3), run(3, use_cache=False))
 
 
 def test_generate_restores_training_mode():

@@ -207,15 +207,13 @@ def test_reward_model_reads_joined_rows_like_unpadded_ones():
 
 def test_value_model_starts():
     torch.manual_seed(0)
-    rm = RewardModel(TINY).eval()
-    rm.reward_mean.fill_(0.3)
-    rm.reward_std.fill_(2.0)
-    critic = ValueModel.from_reward_model(rm).eval()
+    rm = RewardModel(TINY).eval()  # normaliser 0 and 1: its reward is its head's output
+    critic = ValueModel(rm.backbone, rm.head).eval()
     prompt, prompt_mask = data.left_pad([[3, 4, 5], [6, 7]], PAD)
     response = torch.tensor([[2, 6, PAD], [3, 4, 5]])
     response_mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
     values = critic(prompt, prompt_mask, response, response_mask)
-    # value t is the normalised reward of the prompt and response[:t]
+    # value t is read where a reward model reads the reward of the prompt and response[:t]
     expected = torch.stack([rm(*join_left_padded(prompt, prompt_mask, response[:, :t], response_mask[:, :t]))
                             if t else rm(prompt, prompt_mask) for t in range(3)], dim=1) * response_mask
     torch.testing.assert_close(values, expected, atol=1e-5, rtol=0)

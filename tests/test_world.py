@@ -215,7 +215,8 @@ def test_labeler_scores_summaries_with_the_oracle():
     docs = DOCS[:50]
     good = [d.reference + EOT for d in docs]
     bad = [d.reference for d in docs]  # no end marker
-    labels = Labeler(tau=0.01, seed=0).label_summaries(docs, good, bad)
+    labels = Labeler(tau=0.01, seed=0).label([world.quality(d, s) for d, s in zip(docs, good)],
+                                             [world.quality(d, s) for d, s in zip(docs, bad)])
     assert labels.label.all()
 
 
@@ -224,4 +225,4 @@ def test_the_labeler_orders_two_summaries_that_the_score_ties_at_the_floor():
     bad, worse = doc.text + EOT, doc.text * 3 + EOT  # both score the floor; the longer one has more penalties
     assert score(doc, bad) == score(doc, worse) == world.FLOOR
     assert world.quality(doc, worse) < world.quality(doc, bad) < world.FLOOR
-    assert world.Labeler(tau=0.0).label_summaries([doc], [bad], [worse]).clean.tolist() == [True]
+    assert world.Labeler(tau=0.0).label([world.quality(doc, bad)], [world.quality(doc, worse)]).clean.tolist() == [True]

@@ -299,19 +299,18 @@ def _logprobs(logits, temperature: float):
 
 
 @torch.no_grad()
-def generate(model: GPT, prompt, prompt_mask, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             eot_id: int | None = None, pad_id: int = 0, generator: torch.Generator | None = None, use_cache: bool = True):
+def generate(model: GPT, prompt, prompt_mask, max_new_tokens: int, temperature: float = 1.0, eot_id: int | None = None,
+             pad_id: int = 0, generator: torch.Generator | None = None, use_cache: bool = True):
     """Sample up to `max_new_tokens` continuations of a left-padded batch of prompts.
 
     prompt, prompt_mask: (B, T), padded on the left (prompt_mask[:, -1] must be all real).
-    temperature 0 is greedy; top_k keeps only the k most likely tokens before sampling.
+    temperature 0 is greedy.
     A row stops after sampling `eot_id`, which is kept as its last real token; later columns hold `pad_id`
     with mask 0. The loop ends as soon as every row has stopped, so N <= max_new_tokens.
 
     Returns tokens (B, N) long, logprobs (B, N) float32, mask (B, N) bool.
-    logprobs are log-softmax(logits / temperature) of the sampled token: the distribution *before* top-k
-    truncation, i.e. exactly what `sequence_logprobs` recomputes and what PPO's ratio needs when top_k is
-    None. With top_k the sampled token's true probability is higher than this (renormalised over k tokens).
+    logprobs are log-softmax(logits / temperature) of the sampled token: exactly what `sequence_logprobs`
+    recomputes and what PPO's ratio needs (no top-k or top-p, which would change the distribution sampled).
     For greedy decoding the logprobs are at temperature 1. Padded columns have logprob 0.
 
     Runs under no_grad (not inference_mode: its outputs must be usable as inputs to a later training
@@ -335,15 +334,11 @@ def generate(model: GPT, prompt, prompt_mask, max_new_tokens: int, temperature: 
         n = 0
         for t in range(max_new_tokens):
             logits = model.lm_head_logits(h).float()  # (B, V)
-            logp = _logprobs(logits, temperature)  # (B, V), before any top-k
+            logp = _logprobs(logits, temperature)  # (B, V)
             if temperature == 0:
                 nxt = logits.argmax(dim=-1)
             else:
-                scaled = logits / temperature
-                if top_k is not None:
-                    kth = torch.topk(scaled, min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
-                    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-                nxt = torch.multinomial(F.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)  # (B,)
+                nxt = torch.multinomial(F.softmax(logits / temperature, dim=-1), 1, generator=generator).squeeze(1)  # (B,)
             alive = ~done
             tokens[:, t] = torch.where(alive, nxt, pad_id)
             logprobs[:, t] = torch.where(alive, logp.gather(1, nxt[:, None]).squeeze(1), 0.0)

@@ -155,11 +155,10 @@ class ValueModel(nn.Module):
     Value t is read from the hidden state that predicts response token t (after the prompt and response[:t]),
     the state `sequence_logprobs` reads: the expected return before token t is chosen, token t's baseline.
 
-    Which start to use: `from_policy(sft)` (a copy of the SFT policy, zero head) is what the paper did
-    ("policy and value model from SFT"), gives every reward source (a single RM, ENS, WARM) the same critic,
-    so runs differ only in their reward, and works for ENS, which has no single backbone. Use it for the
-    comparisons. `from_reward_model(rm)` is the habit of public RLHF code: the critic starts out knowing what
-    the reward likes, so early advantages are less noisy.
+    It starts as `from_policy(sft)` (a copy of the SFT policy, zero head), as the paper did ("policy and value
+    model from SFT"): every reward source (a single RM, ENS, WARM) gets the same critic, so runs differ only in
+    their reward, and ENS, which has no single backbone, needs no special case. (Public RLHF code often starts
+    the critic from the reward model instead, so that early advantages are less noisy.)
     """
 
     def __init__(self, backbone: GPT, head: nn.Linear):
@@ -174,16 +173,6 @@ class ValueModel(nn.Module):
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
         return cls(copy.deepcopy(policy), head.to(policy.lm_head.weight.device))
-
-    @classmethod
-    def from_reward_model(cls, rm: nn.Module) -> "ValueModel":
-        """A copy of a RewardModel's backbone and head, with its normaliser folded into the head, so that the
-        value at a position is the normalised reward of the text so far (value 0 = the reward of the prompt)."""
-        head = copy.deepcopy(rm.head)
-        with torch.no_grad():
-            head.weight.div_(rm.reward_std)
-            head.bias.sub_(rm.reward_mean).div_(rm.reward_std)
-        return cls(copy.deepcopy(rm.backbone), head)
 
     def forward(self, prompt, prompt_mask, response, response_mask) -> torch.Tensor:
         """Values (B, N) float32, 0 where response_mask is 0."""

@@ -542,10 +542,6 @@ class Labeler:
         flipped = self.rng.random(p.shape) < self.flip_frac
         return Labels(clean ^ flipped, clean, flipped, p)
 
-    def label_summaries(self, docs: list[Document], summaries1: list[str], summaries2: list[str]) -> Labels:
-        """Labels for pairs of summaries (EOT included where generated) of the given documents."""
-        return self.label([quality(d, s) for d, s in zip(docs, summaries1)], [quality(d, s) for d, s in zip(docs, summaries2)])
-
     def agreement(self, s1, s2) -> float:
         """Expected share of clean labels that pick the higher-scoring summary (ties count half).
 
