@@ -1,0 +1,54 @@
+"""Held-out control reward against KL for PPO runs at several KL coefficients: the figure that chooses β.
+
+The experiment behind the cpu preset's PPO settings (see docs/notebook.md): run rlhf.py with a sweep, e.g.
+
+    python rlhf.py --run-dir runs/cpu --reward rm:best,warm:6 --rlhf.kl_coefs 0.005,0.02,0.05 --no-bon
+    python scripts/ppo_sweep.py runs/cpu/rlhf/*_kl* --out docs/ppo_sweep.png
+
+then read one panel per β (a line per reward source) and a table: each run's start, best and final
+held-out control reward, with the KL at each.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from warm_mini import checkpoint, rl  # noqa: E402
+from warm_mini.report import line_panels, markdown_table  # noqa: E402
+
+FOLDER = re.compile(r"(?P<kind>rm|ens|warm)?(?P<arg>\d+)?_?(?P<oracle>oracle)?_kl(?P<beta>[0-9.e-]+)_[0-9a-f]+")
+
+
+def source_and_beta(folder: Path) -> tuple[str, float]:
+    """("WARM M=6", 0.02) from rlhf/warm6_kl0.02_<hash>."""
+    m = FOLDER.fullmatch(folder.name)
+    if not m:
+        raise SystemExit(f"error: {folder} is not a PPO run folder (<source>_kl<β>_<hash>)")
+    source = "oracle" if m["oracle"] else rl.label(f"{m['kind']}:{m['arg']}")
+    return source, float(m["beta"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="PPO run folders (rlhf/<source>_kl<β>_<hash>) with eval.jsonl")
+    parser.add_argument("--out", type=Path, help="write the figure here (PNG)")
+    args = parser.parse_args()
+    panels, rows = {}, []
+    for folder in sorted(args.runs, key=lambda f: source_and_beta(f)[::-1]):
+        source, beta = source_and_beta(folder)
+        evals = checkpoint.read_jsonl(folder / "eval.jsonl")
+        kl, control = [e["eval/kl"] for e in evals], [e["eval/control_reward"] for e in evals]
+        panels.setdefault(f"β = {beta:g}", {})[source] = (kl, control)
+        best = max(range(len(evals)), key=control.__getitem__)
+        rows.append({"β": beta, "source": source, "iterations": evals[-1]["iteration"], "start": control[0],
+                     "best": control[best], "KL at best": kl[best], "final": control[-1], "final KL": kl[-1]})
+    print(markdown_table(rows))
+    if args.out:
+        made = line_panels(panels, "KL(policy || SFT), held out", "control reward, held out", args.out)
+        print(f"figure: {args.out}" if made else "no figure: matplotlib is not installed")
+
+
+if __name__ == "__main__":
+    main()
