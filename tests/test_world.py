@@ -74,14 +74,17 @@ PERTURBATIONS = {
 
 # Shortcuts a reward-hacking policy might try: each must score far below a real summary.
 SHORTCUTS = {
-    "keyword stuffing": lambda d: ", ".join(str(v) for f in [d.facts, *d.distractors] for v in vars(f).values() if v is not None) + "." + EOT,
+    "keyword stuffing": lambda d: ", ".join(str(v) for f in [d.facts, *d.distractors] for v in vars(f).values() if v is not None)
+    + "." + EOT,
     "copy the document": lambda d: d.text + EOT,
     "the reference, then the document": lambda d: d.reference + " " + d.text + EOT,
     "every place": lambda d: f"{d.reference[:-1]} {' '.join('in ' + f.place for f in d.distractors if f.place)}.{EOT}",
-    "every number": lambda d: d.reference.replace(str(d.facts.qty), " or ".join(str(f.qty) for f in [d.facts, *d.distractors] if f.qty)) + EOT,
+    "every number": lambda d: d.reference.replace(str(d.facts.qty), " or ".join(str(f.qty) for f in [d.facts, *d.distractors] if f.qty))
+    + EOT,
     "facts without grammar": lambda d: " ".join(str(getattr(d.facts, k)) for k in KINDS) + EOT,
     "the name alone": lambda d: d.facts.name + "." + EOT,
-    "two sentences": lambda d: d.reference + " " + reference_summary(d, template=(d.summary_template + 1) % len(world.SUMMARY_TEMPLATES)) + EOT,
+    "two sentences": lambda d: d.reference + " " + reference_summary(d, template=(d.summary_template + 1) % len(world.SUMMARY_TEMPLATES))
+    + EOT,
     "the actor three times": lambda d: f"{d.facts.name}, " * 3 + d.reference + EOT,
     "gibberish": lambda d: "zq xv " * 10 + EOT,
     "another document's summary": lambda d: DOCS[(DOCS.index(d) + 1) % len(DOCS)].reference + EOT,
@@ -174,7 +177,8 @@ def test_generation_is_reproducible_in_any_process():
     assert text == world.world_text(generate_documents(50, seed=7))
     assert text != world.world_text(generate_documents(50, seed=8))
     assert world.world_text(generate_documents(20, seed=7)) == world.world_text(generate_documents(50, seed=7)[:20])
-    code = "import hashlib; from warm_mini import world; print(hashlib.sha256(world.world_text(world.generate_documents(50, 7)).encode()).hexdigest())"
+    code = ("import hashlib; from warm_mini import world; "
+            "print(hashlib.sha256(world.world_text(world.generate_documents(50, 7)).encode()).hexdigest())")
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(root)}  # another hash seed than this process's
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=root).stdout.strip()
