@@ -276,11 +276,9 @@ class Fixed(nn.Module):
         return self.rewards
 
 
-def test_ensemble_mean_and_disagreement_penalty():
-    members = [Fixed([1.0, 2.0, 3.0]), Fixed([3.0, 2.0, 1.0])]
-    assert torch.equal(Ensemble(members)(IDX), torch.tensor([2.0, 2.0, 2.0]))
-    # population std of the two rewards: 1 where they disagree by 2, 0 where they agree
-    assert torch.equal(Ensemble(members, k=0.5)(IDX), torch.tensor([1.5, 2.0, 1.5]))
+def test_ensemble_is_the_mean_of_its_members():
+    members = [Fixed([1.0, 2.0, 4.0]), Fixed([3.0, 2.0, 1.0])]
+    assert torch.equal(Ensemble(members)(IDX), torch.tensor([2.0, 2.0, 2.5]))
 
 
 def test_ensemble_of_reward_models_is_the_mean_of_their_rewards():
@@ -289,8 +287,8 @@ def test_ensemble_of_reward_models_is_the_mean_of_their_rewards():
         torch.testing.assert_close(Ensemble(models)(IDX), sum(m(IDX) for m in models) / 3)
 
 
-def test_ensemble_normaliser_is_applied_after_the_mean_and_the_penalty():
-    ens = Ensemble([Fixed([1.0, 2.0, 3.0]), Fixed([3.0, 2.0, 1.0])], k=0.5)
+def test_ensemble_normaliser_is_applied_after_the_mean():
+    ens = Ensemble([Fixed([1.0, 2.0, 4.0]), Fixed([3.0, 2.0, 1.0])])
     ens.reward_mean.fill_(1.0)
     ens.reward_std.fill_(0.5)
-    assert torch.equal(ens(IDX), torch.tensor([1.0, 2.0, 1.0]))  # ([1.5, 2, 1.5] - 1) / 0.5
+    assert torch.equal(ens(IDX), torch.tensor([2.0, 2.0, 3.0]))  # ([2, 2, 2.5] - 1) / 0.5

@@ -10,7 +10,7 @@ WARM is one line of the paper, φ = (1/M) Σ φ_i, here with weights; `reference
     mid = interpolate(ckpt_a, ckpt_b, lam=0.5)               # (1-λ)·φ_a + λ·φ_b, for linear mode connectivity
     soup, kept = greedy_soup(ranked_paths, evaluate)         # add a model only if `evaluate` of the average rises
     check_compatible(reference, other, name)                 # raises MergeError naming the first mismatch
-    ens = Ensemble([rm_1, ..., rm_M], k=0.0)                 # ENS: mean of the M rewards (minus k·std if k > 0)
+    ens = Ensemble([rm_1, ..., rm_M])                        # ENS: mean of the M rewards
     ens.reward_mean.fill_(m); ens.reward_std.fill_(s)        # optional normaliser, as a RewardModel has
 
 A checkpoint is a plain dict, as written by `checkpoint.save`: {"model": state_dict, "model_config": dict,
@@ -41,7 +41,7 @@ import torch.nn as nn
 from warm_mini import checkpoint
 from warm_mini.config import RunError
 
-Source = dict | str | os.PathLike
+CheckpointLike = dict | str | os.PathLike
 
 
 class MergeError(RunError):
@@ -88,7 +88,7 @@ def check_compatible(reference: dict, other: dict, name: str) -> None:
             raise MergeError(f"cannot merge {name}: {key!r} has dtype {t.dtype}, the reference's is {ref.dtype}")
 
 
-def merge(checkpoints: Iterable[Source], weights: Sequence[float] | None = None) -> dict:
+def merge(checkpoints: Iterable[CheckpointLike], weights: Sequence[float] | None = None) -> dict:
     """WARM: the weighted average Σ w_i φ_i / Σ w_i of the checkpoints (uniform when weights is None).
 
     Inputs are checkpoint dicts or paths; paths are loaded one at a time. The first input is the reference
@@ -110,14 +110,14 @@ def merge(checkpoints: Iterable[Source], weights: Sequence[float] | None = None)
     return total.average()
 
 
-def interpolate(a: Source, b: Source, lam: float) -> dict:
+def interpolate(a: CheckpointLike, b: CheckpointLike, lam: float) -> dict:
     """(1-λ)·a + λ·b, the points of a linear-mode-connectivity curve; λ=0 gives a, λ=1 gives b, exactly."""
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must lie in [0, 1], got {lam}")
     return merge([a, b], weights=[1.0 - lam, lam])
 
 
-def greedy_soup(ranked: Sequence[Source], evaluate: Callable[[dict], float]) -> tuple[dict, list[int]]:
+def greedy_soup(ranked: Sequence[CheckpointLike], evaluate: Callable[[dict], float]) -> tuple[dict, list[int]]:
     """Model-soup greedy selection: the uniform average of a subset of `ranked` (best first).
 
     Start from ranked[0]; try each next checkpoint in turn and keep it only if `evaluate` (higher is better,
@@ -142,31 +142,23 @@ def greedy_soup(ranked: Sequence[Source], evaluate: Callable[[dict], float]) -> 
     return soup.average(), kept
 
 
-def ensemble_rewards(rewards: torch.Tensor, k: float = 0.0) -> torch.Tensor:
-    """ENS from its members' rewards (M, ...): their mean over the M members, minus k times their std if k > 0.
-
-    std is the population std (divide by M): the spread of exactly these M rewards, 0 rather than NaN for M=1.
-    """
-    mean = rewards.mean(dim=0)
-    return mean - k * rewards.std(dim=0, correction=0) if k else mean
+def ensemble_rewards(rewards: torch.Tensor) -> torch.Tensor:
+    """ENS from its members' rewards (M, ...): the paper's prediction ensemble, their mean over the M members."""
+    return rewards.mean(dim=0)
 
 
 class Ensemble(nn.Module):
-    """ENS: the mean of M reward models' rewards, optionally minus k times their standard deviation.
+    """ENS as a model: the mean of M reward models' rewards (`ensemble_rewards`).
 
-    `mean - k·std` (`ensemble_rewards`) penalises inputs the members disagree on (their disagreement is a cheap
-    uncertainty estimate). An nn.Module, so an ensemble goes wherever one reward model goes: .eval(),
-    .to(device) and .parameters() reach every member. Members are modules mapping (idx, attention_mask) -> rewards (B,).
+    An nn.Module, so an ensemble goes wherever one reward model goes: .eval(), .to(device) and .parameters()
+    reach every member. Members are modules mapping (idx, attention_mask) -> rewards (B,).
     """
 
-    def __init__(self, members: Sequence[nn.Module], k: float = 0.0):
+    def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        if k < 0:
-            raise ValueError(f"k must be non-negative (a penalty on disagreement), got {k}")
         self.members = nn.ModuleList(members)
-        self.k = k
         # Averaging M partly disagreeing rewards shrinks their spread (std < 1 on SFT samples even when each
         # member's is 1); a normaliser restores the scale, so that a KL coefficient means the same for ENS.
         self.register_buffer("reward_mean", torch.zeros(()))
@@ -174,7 +166,7 @@ class Ensemble(nn.Module):
 
     def forward(self, idx, attention_mask=None):
         rewards = torch.stack([m(idx, attention_mask) for m in self.members])  # (M, B)
-        return (ensemble_rewards(rewards, self.k) - self.reward_mean) / self.reward_std
+        return (ensemble_rewards(rewards) - self.reward_mean) / self.reward_std
 
 
 class _RunningSum:
@@ -244,11 +236,11 @@ class _RunningSum:
                                  f"only floating-point tensors are averaged, the others must be equal")
 
 
-def _load(source: Source) -> dict:
+def _load(source: CheckpointLike) -> dict:
     return source if isinstance(source, dict) else checkpoint.load(source)
 
 
-def _name(source: Source, i: int) -> str:
+def _name(source: CheckpointLike, i: int) -> str:
     """How error messages and "merged_from" call an input: its path, or its position if given in memory."""
     return f"input {i}" if isinstance(source, dict) else str(source)
 
