@@ -8,7 +8,8 @@ corrupted and clean training labels), and linear mode connectivity (Fig. 3).
 
 import json
 
-from warm_mini import averaging, checkpoint, config, data, prefs, report, rm_eval, tokenizer, world
+from warm_eval import report, reward_models
+from warm_mini import averaging, checkpoint, config, data, prefs, tokenizer, world
 from warm_mini.reward import normalise, pair_accuracy, ranked_reward_models, rm_from_checkpoint, rm_index, score_pairs
 
 
@@ -30,7 +31,7 @@ def main(argv=None):
     splits = data.load_world(cfg)
     enc = tokenizer.load(data.tokenizer_path(run_dir))
     pairs = {s: prefs.load_or_make(run_dir, cfg, splits, enc, s) for s in prefs.SPLITS}
-    scorer = rm_eval.Scorer(enc, splits, pairs, cfg.device, args.eval_pairs)
+    scorer = reward_models.Scorer(enc, splits, pairs, cfg.device, args.eval_pairs)
 
     reference, val_acc = checkpoint.load(rm_paths[0]), []
     for path in rm_paths:  # every RM read (its checksums verified) and checked before anything is scored or written
@@ -42,7 +43,7 @@ def main(argv=None):
     ms = sorted({min(int(m), len(rm_paths)) for m in args.ms.split(",")})
 
     warm_dir = run_dir / "warm"
-    rows, built = rm_eval.accuracy_table(rm_paths, ranked, ms, scorer)
+    rows, built = reward_models.accuracy_table(rm_paths, ranked, ms, scorer)
     for name, ckpt in built.items():  # WARM: the merged RM of the top M; ENS: its members and normaliser
         checkpoint.save(ckpt, warm_dir / name)
     report.write_csv(rows, warm_dir / "accuracy.csv")
@@ -65,14 +66,14 @@ def main(argv=None):
 
     if not args.no_lmc:
         lams = [0.0, 0.25, 0.5, 0.75, 1.0]
-        lmc = rm_eval.lmc_curves(rm_paths, run_dir, scorer, lams)
+        lmc = reward_models.lmc_curves(rm_paths, run_dir, scorer, lams)
         report.write_csv(lmc, warm_dir / "lmc.csv")
-        if rm_eval.plot_lmc(lmc, run_dir / "figures" / "lmc.png"):
+        if reward_models.plot_lmc(lmc, run_dir / "figures" / "lmc.png"):
             print(f"\nLMC plot: {run_dir / 'figures' / 'lmc.png'}")
         print("\nlinear mode connectivity (Fig. 3), validation accuracy at λ = 0, 0.5, 1:")
         for name in dict.fromkeys(r["pair"] for r in lmc):
             pts = {r["lambda"]: r for r in lmc if r["pair"] == name}
-            mid, diag = pts[0.5], rm_eval.diagonal(pts, 0.5)
+            mid, diag = pts[0.5], reward_models.diagonal(pts, 0.5)
             print(f"  {name:14s} WA {pts[0.0]['WA']:.3f} -> {mid['WA']:.3f} -> {pts[1.0]['WA']:.3f} "
                   f"(diagonal {diag:.3f}, ENS at 0.5 {mid['ENS']:.3f})")
     summary = {"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}

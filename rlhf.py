@@ -7,7 +7,8 @@ win rates judged by the oracle at equal steps and at each run's best checkpoint 
 with every table and figure. Finished PPO runs are skipped; an interrupted one resumes.
 """
 
-from warm_mini import checkpoint, config, data, evaluate, lm, report, reward, rl, tokenizer
+from warm_eval import policies, report
+from warm_mini import checkpoint, config, data, lm, reward, rl, tokenizer
 
 # the order runs are compared in: WARM against everything after it, and so on
 KIND_ORDER = ("warm", "ens", "oracle", "rm")
@@ -51,24 +52,24 @@ def main(argv=None):
     bon_rows, bon_seconds = [], {}
     if not args.no_bon:
         ms = sorted({int(s.split(":")[1]) for s in sources if s.startswith(("ens:", "warm:"))})
-        bon_rows, bon_seconds = evaluate.best_of_n_experiment(run_dir, cfg, splits.test[: cfg.rlhf.bon_docs], enc, ms)
+        bon_rows, bon_seconds = policies.best_of_n_experiment(run_dir, cfg, splits.test[: cfg.rlhf.bon_docs], enc, ms)
 
     # Win rates on test documents: every run against SFT, and each pair of runs at one KL coefficient, each
     # run judged after its last iteration, at its best evaluation, and at the KL budget.
     budget = f"KL≤{cfg.rlhf.kl_budget:g}"
-    policies = {"SFT": lm.rl_init(run_dir, cfg.rlhf.init_step)}
+    judged = {"SFT": lm.rl_init(run_dir, cfg.rlhf.init_step)}
     for name, r in runs.items():
-        policies[f"{name} final"] = rl.snapshot_path(r["dir"], cfg.ppo.iterations)
-        policies[f"{name} best"] = rl.snapshot_path(r["dir"], rl.best_iteration(r["dir"]))
-        policies[f"{name} {budget}"] = rl.snapshot_path(r["dir"], rl.budget_iteration(r["dir"], cfg.rlhf.kl_budget))
-    control = evaluate.judge_policies(policies, enc, splits.test[: cfg.rlhf.test_docs], cfg.ppo.temperature, cfg.seed,
+        judged[f"{name} final"] = rl.snapshot_path(r["dir"], cfg.ppo.iterations)
+        judged[f"{name} best"] = rl.snapshot_path(r["dir"], rl.best_iteration(r["dir"]))
+        judged[f"{name} {budget}"] = rl.snapshot_path(r["dir"], rl.budget_iteration(r["dir"], cfg.rlhf.kl_budget))
+    control = policies.judge_policies(judged, enc, splits.test[: cfg.rlhf.test_docs], cfg.ppo.temperature, cfg.seed,
                                       cfg.device, cfg.ppo.max_new_tokens)
     names = list(runs)
     matchups = [(f"{a} {when}", b if b == "SFT" else f"{b} {when}")
                 for when in ("final", "best", budget)
                 for i, a in enumerate(names)
                 for b in ["SFT"] + [b for b in names[i + 1 :] if runs[b]["kl_coef"] == runs[a]["kl_coef"]]]
-    win_rows = evaluate.win_rate_rows(control, matchups, seed=cfg.seed)
+    win_rows = policies.win_rate_rows(control, matchups, seed=cfg.seed)
 
     path = report.write_report(run_dir, cfg, runs, bon_rows, bon_seconds, win_rows)
     for name, r in runs.items():

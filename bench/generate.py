@@ -33,7 +33,8 @@ def main():
     p.add_argument("--block-size", type=int, default=defaults.block_size)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="default: bfloat16 autocast on CUDA, float32 on CPU")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per mode; the fastest counts (other processes only ever slow a run down)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed runs per mode; the fastest counts (other processes only ever slow a run down)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 

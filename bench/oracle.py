@@ -20,7 +20,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--docs", type=int, default=500, help="documents to score summaries of")
     parser.add_argument("--calls", type=int, default=20_000, help="score calls per timed run")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs; the best one is reported, as other processes only slow runs down")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed runs; the best one is reported, as other processes only slow runs down")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of the summaries")
     args = parser.parse_args()
 

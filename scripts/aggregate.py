@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import report  # noqa: E402
-from warm_mini.aggregate import RM_NEEDED, Run, accuracy, fmt, write_results  # noqa: E402
+from warm_eval import report  # noqa: E402
+from warm_eval.aggregate import RM_NEEDED, Run, accuracy, fmt, write_results  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories that finished train_rm.py and merge.py (and rlhf.py, for the RL tables)")
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="run directories that finished train_rm.py and merge.py (and rlhf.py, for the RL tables)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="where the results go")
     parser.add_argument("--rm-only", action="store_true",
                         help="print the accuracy table (Fig. 4) of runs that finished train_rm.py and merge.py; write nothing")

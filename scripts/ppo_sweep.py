@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_mini import checkpoint, rl  # noqa: E402
-from warm_mini.report import line_panels, markdown_table  # noqa: E402
+from warm_eval.report import line_panels, markdown_table  # noqa: E402
 
 FOLDER = re.compile(r"(?P<kind>rm|ens|warm)?(?P<arg>\d+)?_?(?P<oracle>oracle)?_kl(?P<beta>[0-9.e-]+)_[0-9a-f]+")
 

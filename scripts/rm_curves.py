@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_mini import checkpoint, config, data, lm, prefs, reward, tokenizer  # noqa: E402
 from warm_mini.config import ModelConfig  # noqa: E402
-from warm_mini.report import pyplot, save_figure  # noqa: E402
+from warm_eval.report import pyplot, save_figure  # noqa: E402
 from warm_mini.train import train  # noqa: E402
 
 

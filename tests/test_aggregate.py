@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from warm_mini import aggregate, report
+from warm_eval import aggregate, report
 
 SPLITS = ["train (corrupted labels)", "train (clean labels)", "val", "test", "ood"]
 
@@ -39,7 +39,8 @@ def add_costs(path, x: float):
     """The cost files rlhf.py writes since they were added (older runs lack them)."""
     report.write_csv([{"run": r, "generation": 1.0 + x, "scoring": 0.5, "reward_model": rm, "update": 2.5, "run s": 40.0 + x}
                       for r, rm in (("RM 0", 0.1), ("WARM M=2", 0.1 + x))], path / "rlhf" / "ppo_time.csv")
-    report.write_csv([{"proxy": p, "N=1": 0.0, "scoring s": s + x} for p, s in (("RM 0", 9.0), ("ENS M=2", 18.0), ("oracle", float("nan")))],
+    report.write_csv([{"proxy": p, "N=1": 0.0, "scoring s": s + x}
+                      for p, s in (("RM 0", 9.0), ("ENS M=2", 18.0), ("oracle", float("nan")))],
                      path / "rlhf" / "bon_table.csv")
 
 

@@ -5,7 +5,7 @@ import torch
 
 from warm_mini import data, world
 from warm_mini import tokenizer as tok
-from warm_mini.evaluate import best_of_n, bon_kl, win_rate
+from warm_eval.policies import best_of_n, bon_kl, win_rate
 from warm_mini.reward import score_summaries
 
 

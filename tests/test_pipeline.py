@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from warm_mini import checkpoint, config, data, evaluate, prefs, report, reward, rl, tokenizer, world
+from warm_eval import report
+from warm_mini import checkpoint, config, data, prefs, reward, rl, tokenizer, world
 from warm_mini.ppo import PPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +233,7 @@ def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     docs = splits.train[:5]
     summaries = [tokenizer.encode_with_specials(enc, d.reference + world.EOT) for d in docs[:3]] + [[], enc.encode("the")]
     got = reward.score_summaries(oracle, enc, docs, summaries)
-    control = torch.tensor(evaluate.control_scores(enc, docs, summaries))
+    control = torch.tensor(reward.control_scores(enc, docs, summaries))
     assert control[:3].tolist() == [1.0, 1.0, 1.0] and (control[3:] < 1).all()
     torch.testing.assert_close(got, (control - oracle.mean) / oracle.std)
 

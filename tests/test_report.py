@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from warm_mini import report
+from warm_eval import report
 
 
 def fake_run(control: list[float], proxy: list[float]) -> tuple[list[dict], list[dict]]:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from warm_mini import checkpoint, report, rm_eval
-from warm_mini.evaluate import bon_kl
+from warm_eval import report, reward_models
+from warm_eval.policies import bon_kl
+from warm_mini import checkpoint
 
 RM_NEEDED = ("config.json", "warm/summary.json", "warm/accuracy.csv", "warm/lmc.csv")  # train_rm.py and merge.py
 NEEDED = RM_NEEDED + ("rlhf/bon.csv", "rlhf/ppo_eval.csv", "rlhf/win_rates.csv")
@@ -87,7 +88,7 @@ def accuracy(runs: list[Run]) -> list[dict]:
         for run in group:
             rows = run.rows("warm/accuracy.csv")
             singles = [r for r in rows if r["model"].startswith(("RM ", "best RM"))]
-            columns = [c for c in rm_eval.COLUMNS if c in rows[0]]  # a clean run has no flipped-label column
+            columns = [c for c in reward_models.COLUMNS if c in rows[0]]  # a clean run has no flipped-label column
             mean_rm = {"model": "mean RM", **{c: float(np.mean([r[c] for r in singles])) for c in columns}}
             for row in [mean_rm] + [r for r in rows if not r["model"].startswith("RM ")]:
                 for column in columns:
@@ -107,7 +108,8 @@ def lmc(runs: list[Run]) -> list[dict]:
             per_pair = {}
             for pair in dict.fromkeys(r["pair"] for r in rows):
                 pts = {r["lambda"]: r for r in rows if r["pair"] == pair}
-                per_pair[pair] = {lam: {"WA": r["WA"], "ENS": r["ENS"], "diagonal": rm_eval.diagonal(pts, lam)} for lam, r in pts.items()}
+                per_pair[pair] = {lam: {"WA": r["WA"], "ENS": r["ENS"], "diagonal": reward_models.diagonal(pts, lam)}
+                                  for lam, r in pts.items()}
             # the seed's mean over pairs, so that its spread is over seeds too
             per_pair["mean of pairs"] = {lam: {k: float(np.mean([p[lam][k] for p in per_pair.values()])) for k in ("WA", "ENS", "diagonal")}
                                          for lam in next(iter(per_pair.values()))}
@@ -276,7 +278,7 @@ def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
     plt, fig, axes = _panels(len(settings), width=6)
     for ax, setting in zip(axes[0], settings):
         models = [m for m in dict.fromkeys(r["model"] for r in acc if r["setting"] == setting) if m != "mean RM"]
-        splits = [c for c in rm_eval.COLUMNS if any(r["split"] == c and r["setting"] == setting and r["n"] for r in acc)]
+        splits = [c for c in reward_models.COLUMNS if any(r["split"] == c and r["setting"] == setting and r["n"] for r in acc)]
         for k, model in enumerate(models):
             rows = {r["split"]: r for r in acc if r["setting"] == setting and r["model"] == model}
             xs = np.arange(len(splits)) + (k - (len(models) - 1) / 2) * 0.8 / len(models)

@@ -1,5 +1,5 @@
-"""How policies are judged: the control reward, Best-of-N against it (the paper's Fig. 6) and win rates
-judged by the oracle (Fig. 9).
+"""How policies are judged: Best-of-N against the control reward (the paper's Fig. 6) and win rates judged
+by the oracle (Fig. 9).
 
 `bon_kl`, `best_of_n` and `win_rate` are small pure functions of rewards already computed; the rest
 samples summaries and scores them (reward.score_summaries scores with any reward source).
@@ -13,13 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from warm_mini import averaging, checkpoint, lm, reward, world
-from warm_mini import tokenizer as tok
-
-
-def control_scores(enc, docs, summaries: list[list[int]]) -> list[float]:
-    """The control reward: the oracle's score of each summary (token ids) on its document."""
-    return [world.score(d, tok.decode(enc, s)) for d, s in zip(docs, summaries)]
+from warm_mini import averaging, checkpoint, lm, reward
 
 
 def bon_kl(n: int) -> float:
@@ -77,7 +71,7 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
     repeated = [d for d in docs for _ in range(n_max)]  # document i's samples are rows i*n_max .. (i+1)*n_max - 1
     samples = lm.sample_summaries(policy, enc, repeated, cfg.rlhf.bon_temperature, seed=cfg.seed, device=cfg.device)
     as_table = lambda xs: torch.as_tensor(xs, dtype=torch.float32).view(len(docs), n_max)
-    control = as_table(control_scores(enc, repeated, samples))
+    control = as_table(reward.control_scores(enc, repeated, samples))
 
     def timed_scores(model):
         start = time.perf_counter()
@@ -111,7 +105,7 @@ def judge_policies(paths: dict[str, Path], enc, docs, temperature: float, seed: 
     for path in tqdm(list(dict.fromkeys(paths.values())), desc="judging policies", leave=False):
         summaries = lm.sample_summaries(lm.load_model(path, device), enc, docs, temperature, seed=seed, device=device,
                                         max_new_tokens=max_new_tokens)
-        by_path[path] = control_scores(enc, docs, summaries)
+        by_path[path] = reward.control_scores(enc, docs, summaries)
     return {name: by_path[path] for name, path in paths.items()}
 
 

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from warm_mini import averaging, checkpoint, data, prefs
-from warm_mini.report import pyplot, save_figure
+from warm_eval.report import pyplot, save_figure
 from warm_mini.reward import LMC_PAIRS, normalise, normaliser, pair_accuracy, rm_from_checkpoint, score_pairs
 
 # Accuracy columns: what the paper's Fig. 4 compares.

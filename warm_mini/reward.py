@@ -328,6 +328,11 @@ def _with_head(model: RewardModel, head: dict) -> RewardModel:
     return model
 
 
+def control_scores(enc, docs, summaries: list[list[int]]) -> list[float]:
+    """The control reward: the oracle's score of each summary (token ids) on its document."""
+    return [world.score(d, tok.decode(enc, s)) for d, s in zip(docs, summaries)]
+
+
 class OracleReward(nn.Module):
     """The world's oracle behind the reward interface, for `--reward oracle`: PPO against the control reward
     itself, the upper bound no learned RM can beat. Rewards are normalised like an RM's (mean 0, std 1 on

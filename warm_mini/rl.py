@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from warm_mini import checkpoint, data, evaluate, lm, reward
+from warm_mini import checkpoint, data, lm, reward
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config
 from warm_mini.ppo import PPOTrainer, ValueModel, response_kl
@@ -86,7 +86,7 @@ def evaluate_policy(trainer: PPOTrainer, enc, docs, seed: int, batch_size: int =
     for i in range(0, len(docs), batch_size):
         chunk = docs[i : i + batch_size]
         ro = trainer.rollout(*_prompts(enc, chunk, trainer.device), generator=g)
-        control += evaluate.control_scores(enc, chunk, _summaries(ro))
+        control += reward.control_scores(enc, chunk, _summaries(ro))
         proxy += ro["score"].tolist()
         kl += response_kl(ro["logprobs"], ro["ref_logprobs"], ro["response_mask"]).tolist()
     mean = lambda xs: sum(xs) / len(xs)
@@ -146,7 +146,7 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
         docs = [splits.train[i] for i in rows]
         metrics, ro = trainer.step(*_prompts(enc, docs, device))
         check_finite(trainer, metrics, f"ppo {label(source)} kl {kl_coef:g}", out / "state.pt")
-        control = evaluate.control_scores(enc, docs, _summaries(ro))
+        control = reward.control_scores(enc, docs, _summaries(ro))
         metrics["objective/control_reward"] = sum(control) / len(control)
         checkpoint.append_jsonl(out / "train.jsonl", {"iteration": trainer.iteration, **metrics})
         bar.update(1)
