@@ -3,8 +3,8 @@
 For each reward source (--reward, default: the best single RM, ENS and WARM of all M reward models) and
 each KL coefficient (--rlhf.kl_coefs), PPO fine-tunes the SFT policy (warm_mini/rl.py) and logs the
 control reward (the oracle) it never trains on. Then Best-of-N on SFT samples with every proxy (Fig. 6),
-win rates judged by the oracle at equal steps and at each run's best checkpoint (Fig. 9), and report.md
-with every table and figure. Finished PPO runs are skipped; an interrupted one resumes.
+win rates judged by the oracle at equal steps, at each run's best checkpoint and at a fixed KL (Fig. 9),
+and report.md with every table and figure. Finished PPO runs are skipped; an interrupted one resumes.
 """
 
 from warm_eval import policies, report
