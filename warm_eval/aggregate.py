@@ -406,8 +406,8 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     lmc_rows = run.rows("warm/lmc.csv")
     gaps = []
     for pair in dict.fromkeys(r["pair"] for r in lmc_rows):
-        pts = {r["lambda"]: r["WA"] for r in lmc_rows if r["pair"] == pair}
-        gaps.append(pts[0.5] - (pts[0.0] + pts[1.0]) / 2)
+        pts = {r["lambda"]: r for r in lmc_rows if r["pair"] == pair}
+        gaps.append(pts[0.5]["WA"] - reward_models.diagonal(pts, 0.5))
     flipped = "train (corrupted labels)"
     singles = [r[flipped] for name, r in acc.items() if name.startswith(("RM ", "best RM")) and flipped in r]
     out = {("LMC: WA minus the diagonal at λ = 0.5, mean of the pairs", "> 0"): float(np.mean(gaps)),
