@@ -5,7 +5,7 @@ The experiment behind the cpu preset's PPO settings (see docs/notebook.md): run 
     python rlhf.py --run-dir runs/cpu --reward rm:best,warm:6 --rlhf.kl_coefs 0.005,0.02,0.05 --no-bon
     python scripts/ppo_sweep.py runs/cpu/rlhf/*_kl* --out docs/ppo_sweep.png
 
-then read one panel per β (a line per reward source) and a table: each run's start, best and final
+then read one panel per reward source (a line per β) and a table: each run's start, best and final
 held-out control reward, with the KL at each.
 """
 
@@ -36,11 +36,11 @@ def main():
     parser.add_argument("--out", type=Path, help="write the figure here (PNG)")
     args = parser.parse_args()
     panels, rows = {}, []
-    for folder in sorted(args.runs, key=lambda f: source_and_beta(f)[::-1]):
+    for folder in sorted(args.runs, key=source_and_beta):
         source, beta = source_and_beta(folder)
         evals = checkpoint.read_jsonl(folder / "eval.jsonl")
         kl, control = [e["eval/kl"] for e in evals], [e["eval/control_reward"] for e in evals]
-        panels.setdefault(f"β = {beta:g}", {})[source] = (kl, control)
+        panels.setdefault(source, {})[f"β = {beta:g}"] = (kl, control)
         best = max(range(len(evals)), key=control.__getitem__)
         rows.append({"β": beta, "source": source, "iterations": evals[-1]["iteration"], "start": control[0],
                      "best": control[best], "KL at best": kl[best], "final": control[-1], "final KL": kl[-1]})

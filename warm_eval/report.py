@@ -68,18 +68,20 @@ def save_figure(fig, path: Path, note: str = "") -> None:
 
 
 def line_panels(panels: dict[str, dict[str, tuple[list, list]]], xlabel: str, ylabel: str, path: Path) -> bool:
-    """One subplot per panel, one line per series {name: (xs, ys)}; False without matplotlib."""
+    """One subplot per panel, one line per series {name: (xs, ys)}, a series keeping its colour in every panel;
+    False without matplotlib."""
     plt = pyplot()
     if plt is None:
         return False
+    names = list(dict.fromkeys(name for series in panels.values() for name in series))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
     for ax, (title, series) in zip(axes[0], panels.items()):
         for name, (xs, ys) in series.items():
-            ax.plot(xs, ys, "o-" if len(xs) <= 12 else "-", ms=3, label=name)
+            ax.plot(xs, ys, "o-" if len(xs) <= 12 else "-", ms=3, label=name, color=f"C{names.index(name) % 10}")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-    axes[0][0].legend(fontsize=8)
+        ax.legend(fontsize=7)
     save_figure(fig, path)
     plt.close(fig)
     return True
