@@ -429,12 +429,13 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     evals = {}
     for r in run.rows("rlhf/ppo_eval.csv"):
         evals.setdefault(r["run"], []).append(r)
-    for source in (warm, ens, "best RM", "oracle"):
+    for source in dict.fromkeys((warm, "WARM M=2", ens, "best RM", "oracle")):
         rows = sorted(evals.get(source, []), key=lambda r: r["iteration"])
         if rows:  # iteration 0 is the SFT policy
-            out[(f"PPO, {source}: best held-out control minus SFT's", "> 0, WARM highest")] = \
+            best, final = ("> 0, WARM highest", "WARM holds up longest") if source != "oracle" else ("the upper bound",) * 2
+            out[(f"PPO, {source}: best held-out control minus SFT's", best)] = \
                 max(r["eval/control_reward"] for r in rows) - rows[0]["eval/control_reward"]
-            out[(f"PPO, {source}: final held-out control minus SFT's", "WARM holds up longest")] = \
+            out[(f"PPO, {source}: final held-out control minus SFT's", final)] = \
                 rows[-1]["eval/control_reward"] - rows[0]["eval/control_reward"]
     wins = {}
     for r in run.rows("rlhf/win_rates.csv"):  # a over b, and b over a (ties count half, so it is the complement)
