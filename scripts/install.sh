@@ -21,5 +21,6 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
     "$PYTHON" -m pip install -q torch==2.13.0
   fi
 fi
-# editable install, once: later runs find the package's metadata and skip it
-"$PYTHON" -c "import importlib.metadata as m; m.version('warm-mini')" 2>/dev/null || "$PYTHON" -m pip install -q -e ".[dev,plot]"
+# editable install, once: later runs find both packages installed (-I: not from this folder) and skip it;
+# an install made before warm_eval/ existed is redone
+"$PYTHON" -I -c "import warm_mini, warm_eval" 2>/dev/null || "$PYTHON" -m pip install -q -e ".[dev,plot]"
