@@ -3,7 +3,7 @@
 # seed, with clean labels and with 25% of the training labels flipped, then scripts/aggregate.py.
 #
 #   bash scripts/reproduce.sh                   # cpu preset, seeds 0 1 2, runs in runs/repro/
-#   SEEDS="0 1" PRESET=tiny ROOT=/tmp/r JOBS=1 REWARDS= bash scripts/reproduce.sh
+#   SEEDS="0 1" PRESET=tiny ROOT=/tmp/r OUT=/tmp/r/results JOBS=1 REWARDS= bash scripts/reproduce.sh
 #
 # REWARDS are rlhf.py's PPO reward sources: by default the preset's three (best RM, ENS M=6, WARM M=6, with
 # the cpu preset's 6 reward models), WARM M=2 (does a larger M hold up longer?) and the oracle (the upper
@@ -19,6 +19,7 @@ SEEDS=${SEEDS:-"0 1 2"}
 PRESET=${PRESET:-cpu}
 ROOT=${ROOT:-runs/repro}
 JOBS=${JOBS:-2}
+OUT=${OUT:-results}
 REWARDS=${REWARDS-rm:best,ens:6,warm:6,warm:2,oracle}
 PYTHON=${PYTHON:-python3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
@@ -44,7 +45,7 @@ one_run() {  # "clean SEED" or "corrupt SEED"
   done
   if [ ! -f "$dir/sft/quality.json" ]; then
     mkdir -p "$dir/metrics"
-    cp -r "$clean/tokenizer.tiktoken" "$clean/pretrain" "$clean/sft" "$dir/" &&
+    cp -r "$clean/tokenizer.tiktoken" "$clean/tokenizer.tiktoken.sha256" "$clean/pretrain" "$clean/sft" "$dir/" &&
       cp "$clean/metrics/pretrain.jsonl" "$clean/metrics/sft.jsonl" "$dir/metrics/" || return 1
   fi
   pipeline "$dir" --seed "$seed" --rm.corrupt 0.25
@@ -56,4 +57,4 @@ export PRESET ROOT PYTHON REWARDS
 for setting in clean corrupt; do for seed in $SEEDS; do echo "$setting $seed"; done; done |
   xargs -P "$JOBS" -L 1 bash -c 'one_run "$0" "$1" > "$ROOT/logs/$PRESET-s$1-$0.log" 2>&1 && echo "done: $0 seed $1" || { touch "$ROOT/$PRESET-s$1-$0.failed"; echo "FAILED: $0 seed $1, see $ROOT/logs/$PRESET-s$1-$0.log"; exit 255; }'
 
-$PYTHON scripts/aggregate.py "$ROOT"/"$PRESET"-s*-clean "$ROOT"/"$PRESET"-s*-corrupt
+$PYTHON scripts/aggregate.py "$ROOT"/"$PRESET"-s*-clean "$ROOT"/"$PRESET"-s*-corrupt --out "$OUT"
