@@ -152,7 +152,7 @@ def best_of_n(runs: list[Run]) -> list[dict]:
     return out
 
 
-def control_vs_kl(runs: list[Run], step: float = 1.0) -> tuple[list[dict], list[dict]]:
+def control_vs_kl(runs: list[Run], step: float = 0.25) -> tuple[list[dict], list[dict]]:
     """Fig. 8: held-out control reward of each PPO run against its KL to SFT.
 
     Returns (curve, summary). curve: each seed's control reward minus its SFT policy's (iteration 0),
