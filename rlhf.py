@@ -55,18 +55,19 @@ def main(argv=None):
         bon_rows, bon_seconds = policies.best_of_n_experiment(run_dir, cfg, splits.test[: cfg.rlhf.bon_docs], enc, ms)
 
     # Win rates on test documents: every run against SFT, and each pair of runs at one KL coefficient, each
-    # run judged after its last iteration, at its best evaluation, and at the KL budget.
-    budget = f"KL≤{cfg.rlhf.kl_budget:g}"
+    # run judged at the iteration each of these picks from its folder.
+    judge_at = {"final": lambda out: cfg.ppo.iterations,  # equal steps
+                "best": rl.best_iteration,  # its best held-out evaluation
+                f"KL≤{cfg.rlhf.kl_budget:g}": lambda out: rl.budget_iteration(out, cfg.rlhf.kl_budget)}  # equal KL
     judged = {"SFT": lm.rl_init(run_dir, cfg.rlhf.init_step)}
     for name, r in runs.items():
-        judged[f"{name} final"] = rl.snapshot_path(r["dir"], cfg.ppo.iterations)
-        judged[f"{name} best"] = rl.snapshot_path(r["dir"], rl.best_iteration(r["dir"]))
-        judged[f"{name} {budget}"] = rl.snapshot_path(r["dir"], rl.budget_iteration(r["dir"], cfg.rlhf.kl_budget))
+        for when, iteration in judge_at.items():
+            judged[f"{name} {when}"] = rl.snapshot_path(r["dir"], iteration(r["dir"]))
     control = policies.judge_policies(judged, enc, splits.test[: cfg.rlhf.test_docs], cfg.ppo.temperature, cfg.seed,
                                       cfg.device, cfg.ppo.max_new_tokens)
     names = list(runs)
     matchups = [(f"{a} {when}", b if b == "SFT" else f"{b} {when}")
-                for when in ("final", "best", budget)
+                for when in judge_at
                 for i, a in enumerate(names)
                 for b in ["SFT"] + [b for b in names[i + 1 :] if runs[b]["kl_coef"] == runs[a]["kl_coef"]]]
     win_rows = policies.win_rate_rows(control, matchups, seed=cfg.seed)
