@@ -157,6 +157,8 @@ class PPOConfig:
     """a value may move this far from its rollout value before its loss stops pulling (rewards have std 1)"""
     vf_coef: float = 0.1
     """weight of the value loss in the joint loss (one optimizer and one gradient-norm clip serve both models)"""
+    centre_rewards: bool = True
+    """subtract each prompt's reward of its reference summary (reward.Centred): the reward's offset per document, which no policy can change, leaves the advantages"""
     missing_eot_penalty: float = -1.0
     """added to the score of a response without end-of-text: one reward std, so rambling to the cut does not pay"""
     whiten_advantages: bool = True

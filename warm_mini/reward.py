@@ -346,12 +346,48 @@ class OracleReward(nn.Module):
         self.mean, self.std = normaliser(sft_scores)
 
     def forward(self, idx, attention_mask=None):
-        out = []
-        for row, keep in zip(idx.tolist(), attention_mask.tolist()):
-            ids = [t for t, k in zip(row, keep) if k]
-            cut = ids.index(self.sep) + 1  # the prompt ends at the first separator
-            out.append(world.score(self.doc_of_prompt[tuple(ids[:cut])], tok.decode(self.enc, ids[cut:])))
+        out = [world.score(self.doc_of_prompt[p], tok.decode(self.enc, y)) for p, y in split_rows(idx, attention_mask, self.sep)]
         return (torch.tensor(out, device=idx.device) - self.mean) / self.std
+
+
+def split_rows(idx, attention_mask, sep: int) -> list[tuple[tuple[int, ...], list[int]]]:
+    """(prompt ids, summary ids) of each left-padded row; the prompt ends at the first separator."""
+    out = []
+    for row, keep in zip(idx.tolist(), attention_mask.tolist()):
+        ids = [t for t, k in zip(row, keep) if k]
+        cut = ids.index(sep) + 1
+        out.append((tuple(ids[:cut]), ids[cut:]))
+    return out
+
+
+class Centred(nn.Module):
+    """A reward minus its own score of the prompt's reference summary, r(x, y) - r(x, y_ref), divided by the
+    std of that difference on the validation pairs' SFT samples, for PPO (`--ppo.centre_rewards`).
+
+    The Bradley-Terry loss fixes reward differences within a document and leaves each document's offset
+    free: on SFT samples 97% to 99% of a reward model's variance lies between documents
+    (scripts/reward_variance.py), which no policy can change and PPO's value model must otherwise guess
+    for every new prompt. A baseline that depends on the prompt alone leaves the best policy unchanged."""
+
+    def __init__(self, base: nn.Module, enc, docs, val_docs, val_pairs):
+        super().__init__()
+        self.base, self.sep = base, enc.encode_single_token(world.SEP)
+        self.pad = enc.encode_single_token(tok.PAD)
+        eot = [enc.encode_single_token(world.EOT)]
+        self.reference = {tuple(data.prompt_ids(enc, d)): tok.encode(enc, d.reference) + eot for d in docs}
+        self.baselines = {}  # prompt -> r(x, y_ref), computed once: the reward is frozen
+        self.scale = 1.0
+        summary_docs = [val_docs[i] for i in val_pairs.doc + val_pairs.doc]
+        self.scale = score_summaries(self, enc, summary_docs, val_pairs.a + val_pairs.b).std().clamp_min(1e-6).item()
+
+    def forward(self, idx, attention_mask):
+        prompts = [p for p, _ in split_rows(idx, attention_mask, self.sep)]
+        new = list(dict.fromkeys(p for p in prompts if p not in self.baselines))
+        if new:
+            ref_idx, ref_mask = data.left_pad([list(p) + self.reference[p] for p in new], self.pad)
+            self.baselines.update(zip(new, self.base(ref_idx.to(idx.device), ref_mask.to(idx.device)).float().tolist()))
+        baseline = torch.tensor([self.baselines[p] for p in prompts], device=idx.device)
+        return (self.base(idx, attention_mask).float() - baseline) / self.scale
 
 
 def rm_index(path: Path) -> int:
