@@ -10,8 +10,8 @@ import torch
 from warm_mini import config, data, prefs, world
 from warm_mini import tokenizer as tok
 from warm_mini.config import ModelConfig
-from warm_mini.reward import (LMC_PAIRS, Comparisons, RewardModel, accuracy, bradley_terry_loss, comparison_batches, diversity,
-                              linear_probe, normalise, pair_accuracy, rm_loss, score_pairs, score_summaries)
+from warm_mini.reward import (LMC_PAIRS, Centred, Comparisons, RewardModel, accuracy, bradley_terry_loss, comparison_batches, diversity,
+                              linear_probe, normalise, pair_accuracy, rm_loss, score_pairs, score_summaries, split_rows)
 
 CFG = ModelConfig(vocab_size=300, block_size=64, n_layer=1, n_head=2, n_embd=16)
 
@@ -111,6 +111,29 @@ def test_packed_rewards_equal_rewards_scored_one_summary_at_a_time(tiny_world):
     r = rm(batch["idx"], segments=batch["segments"], ends=batch["ends"]).flatten()
     torch.testing.assert_close(r[batch["chosen"]], alone[0][batch["pair"]])
     torch.testing.assert_close(r[batch["rejected"]], alone[1][batch["pair"]])
+
+
+def test_centred_reward_is_the_difference_to_the_reference_and_ignores_document_offsets(tiny_world):
+    enc, docs, pairs = tiny_world
+    torch.manual_seed(0)
+    rm = RewardModel(ModelConfig(vocab_size=enc.n_vocab, block_size=512, n_layer=1, n_head=2, n_embd=16)).eval()
+
+    sep = enc.encode_single_token(world.SEP)
+
+    class Offset(torch.nn.Module):  # rm plus a large offset that depends on the document alone
+        def forward(self, idx, attention_mask):
+            prompt_lengths = [len(p) for p, _ in split_rows(idx, attention_mask, sep)]
+            return rm(idx, attention_mask) + 10.0 * torch.tensor(prompt_lengths, dtype=torch.float)
+
+    centred = Centred(rm, enc, docs, docs, pairs)
+    pair_docs = [docs[i] for i in pairs.doc]
+    r = score_summaries(centred, enc, pair_docs, pairs.b)
+    by_hand = score_summaries(rm, enc, pair_docs, pairs.b) - score_summaries(rm, enc, pair_docs, pairs.a)  # a: the references
+    torch.testing.assert_close(r, by_hand / centred.scale)
+    assert torch.cat([r, score_summaries(centred, enc, pair_docs, pairs.a)]).std().item() == pytest.approx(1.0, abs=1e-4)
+    offset = Offset()
+    assert score_summaries(offset, enc, pair_docs, pairs.b).std() > 10 * score_summaries(rm, enc, pair_docs, pairs.b).std()
+    torch.testing.assert_close(score_summaries(Centred(offset, enc, docs, docs, pairs), enc, pair_docs, pairs.b), r, atol=2e-3, rtol=0)  # float32 offsets of ~1,000
 
 
 def test_comparison_batches_follow_the_seed(tiny_world):
