@@ -141,8 +141,8 @@ class PPOConfig:
     """AdamW learning rate of the policy and the value model (the paper's 1e-5 is for a far larger model)"""
     weight_decay: float = 0.0
     """AdamW decay on weight matrices; 0 because decay pulls toward zero, not toward SFT (the KL does that)"""
-    kl_coef: float = 0.02
-    """beta of the per-token penalty -beta * (log pi - log pi_ref); the paper: 0.003 to 0.01, for its reward scale"""
+    kl_coef: float = 0.05
+    """beta of the per-token penalty -beta * (log pi - log pi_ref); chosen by scripts/ppo_sweep.py (the paper: 0.003 to 0.01, for its reward scale)"""
     temperature: float = 0.9
     """sampling temperature; the policy, the reference and the ratio all use log-softmax(logits / temperature)"""
     max_new_tokens: int = 48
