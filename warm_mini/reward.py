@@ -365,7 +365,7 @@ class Centred(nn.Module):
     std of that difference on the validation pairs' SFT samples, for PPO (`--ppo.centre_rewards`).
 
     The Bradley-Terry loss fixes reward differences within a document and leaves each document's offset
-    free: on SFT samples 97% to 99% of a reward model's variance lies between documents
+    free: on SFT samples 92% to 99% of a reward model's variance lies between documents
     (scripts/reward_variance.py), which no policy can change and PPO's value model must otherwise guess
     for every new prompt. A baseline that depends on the prompt alone leaves the best policy unchanged."""
 
