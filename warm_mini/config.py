@@ -142,7 +142,7 @@ class PPOConfig:
     weight_decay: float = 0.0
     """AdamW decay on weight matrices; 0 because decay pulls toward zero, not toward SFT (the KL does that)"""
     kl_coef: float = 0.05
-    """beta of the per-token penalty -beta * (log pi - log pi_ref); chosen by scripts/ppo_sweep.py (the paper: 0.003 to 0.01, for its reward scale)"""
+    """beta of the per-token penalty -beta * (log pi - log pi_ref), from a sweep (scripts/ppo_sweep.py; the paper: 0.003 to 0.01)"""
     temperature: float = 0.9
     """sampling temperature; the policy, the reference and the ratio all use log-softmax(logits / temperature)"""
     max_new_tokens: int = 48
@@ -158,7 +158,7 @@ class PPOConfig:
     vf_coef: float = 0.1
     """weight of the value loss in the joint loss (one optimizer and one gradient-norm clip serve both models)"""
     centre_rewards: bool = True
-    """subtract each prompt's reward of its reference summary (reward.Centred): the reward's offset per document, which no policy can change, leaves the advantages"""
+    """train against r(x, y) - r(x, y_ref), y_ref the prompt's reference summary (reward.Centred): drops each document's offset"""
     missing_eot_penalty: float = -1.0
     """added to the score of a response without end-of-text: one reward std, so rambling to the cut does not pay"""
     whiten_advantages: bool = True
