@@ -9,7 +9,7 @@ with each reward source, and prints, per source:
     within share    within-document variance / total variance (what a policy can act on)
     corr(oracle)    correlation with the oracle of the within-document deviations (is that part right?)
     centred share   the same share once each score has the score of the document's reference summary
-                    subtracted (a per-prompt baseline that costs one more reward-model pass)
+                    subtracted (reward.Centred, what PPO trains against)
 
     python scripts/reward_variance.py --run-dir runs/repro/cpu-s0-clean --docs 200 --k 4
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import config, data, lm, reward, world  # noqa: E402
+from warm_mini import config, data, lm, prefs, reward  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 
 
@@ -48,15 +48,14 @@ def main(argv=None):
     print(f"{len(docs)} documents x {args.k} samples of SFT step {cfg.rlhf.init_step or 'final'} at T = {cfg.ppo.temperature}")
     print("| reward | within share | corr(oracle), within documents | centred share |\n|---|---|---|---|")
     print(f"| oracle | {share:.2f} | 1 | |")
-    eot = [enc.encode_single_token(world.EOT)]
-    references = [tok.encode(enc, d.reference) + eot for d in docs]
+    val_pairs = prefs.load_or_make(run_dir, cfg, splits, enc, "val")
     for spec in args.reward.split(","):
         model = reward.load_reward_source(spec, run_dir, cfg.device)
         with torch.no_grad():
             scores = reward.score_summaries(model, enc, repeated, summaries, device=cfg.device).view(-1, args.k)
-            baseline = reward.score_summaries(model, enc, docs, references, device=cfg.device).view(-1, 1)
+            centring = reward.Centred(model, enc, splits.val, splits.val, val_pairs)
+            centred = reward.score_summaries(centring, enc, repeated, summaries, device=cfg.device) * centring.scale  # r - r_ref
         dev, share = decompose(scores)
-        centred = scores - baseline
         corr = torch.corrcoef(torch.stack([dev.flatten(), oracle_dev.flatten()]))[0, 1]
         print(f"| {spec} | {share:.2f} | {corr:.2f} | {float(dev.pow(2).mean() / centred.pow(2).mean()):.2f} |")
 

@@ -342,12 +342,17 @@ class OracleReward(nn.Module):
         super().__init__()
         self.enc = enc
         self.sep = enc.encode_single_token(world.SEP)
-        self.doc_of_prompt = {tuple(data.prompt_ids(enc, d)): d for d in docs}
+        self.doc_of_prompt = doc_of_prompt(enc, docs)
         self.mean, self.std = normaliser(sft_scores)
 
     def forward(self, idx, attention_mask=None):
         out = [world.score(self.doc_of_prompt[p], tok.decode(self.enc, y)) for p, y in split_rows(idx, attention_mask, self.sep)]
         return (torch.tensor(out, device=idx.device) - self.mean) / self.std
+
+
+def doc_of_prompt(enc, docs) -> dict[tuple[int, ...], world.Document]:
+    """Each document by its prompt's token ids: how a reward that needs the document finds it from a row."""
+    return {tuple(data.prompt_ids(enc, d)): d for d in docs}
 
 
 def split_rows(idx, attention_mask, sep: int) -> list[tuple[tuple[int, ...], list[int]]]:
@@ -371,20 +376,21 @@ class Centred(nn.Module):
 
     def __init__(self, base: nn.Module, enc, docs, val_docs, val_pairs):
         super().__init__()
-        self.base, self.sep = base, enc.encode_single_token(world.SEP)
-        self.pad = enc.encode_single_token(tok.PAD)
-        eot = [enc.encode_single_token(world.EOT)]
-        self.reference = {tuple(data.prompt_ids(enc, d)): tok.encode(enc, d.reference) + eot for d in docs}
+        self.base, self.enc, self.sep = base, enc, enc.encode_single_token(world.SEP)
+        self.pad, self.eot = enc.encode_single_token(tok.PAD), enc.encode_single_token(world.EOT)
+        self.doc_of_prompt = doc_of_prompt(enc, docs)
         self.baselines = {}  # prompt -> r(x, y_ref), computed once: the reward is frozen
-        self.scale = 1.0
+        self.scale = 1.0  # while the scale itself is measured
         summary_docs = [val_docs[i] for i in val_pairs.doc + val_pairs.doc]
-        self.scale = score_summaries(self, enc, summary_docs, val_pairs.a + val_pairs.b).std().clamp_min(1e-6).item()
+        with torch.no_grad():
+            self.scale = score_summaries(self, enc, summary_docs, val_pairs.a + val_pairs.b).std().clamp_min(1e-6).item()
 
     def forward(self, idx, attention_mask):
         prompts = [p for p, _ in split_rows(idx, attention_mask, self.sep)]
         new = list(dict.fromkeys(p for p in prompts if p not in self.baselines))
-        if new:
-            ref_idx, ref_mask = data.left_pad([list(p) + self.reference[p] for p in new], self.pad)
+        if new:  # the reference summaries of prompts not seen before, scored in one batch
+            refs = [list(p) + tok.encode(self.enc, self.doc_of_prompt[p].reference) + [self.eot] for p in new]
+            ref_idx, ref_mask = data.left_pad(refs, self.pad)
             self.baselines.update(zip(new, self.base(ref_idx.to(idx.device), ref_mask.to(idx.device)).float().tolist()))
         baseline = torch.tensor([self.baselines[p] for p in prompts], device=idx.device)
         return (self.base(idx, attention_mask).float() - baseline) / self.scale
