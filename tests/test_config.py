@@ -112,6 +112,7 @@ BAD = {
     "ppo.minibatch_size": ("100", "≤ ppo.batch_size"),
     "ppo.epochs": ("0", "≥ 1"),
     "ppo.lr": ("0", "> 0"),
+    "ppo.warmup_iterations": ("-1", "≥ 0"),
     "ppo.weight_decay": ("-1", "≥ 0"),
     "ppo.kl_coef": ("-1", "≥ 0"),
     "ppo.temperature": ("0", "> 0"),

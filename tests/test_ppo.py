@@ -238,6 +238,20 @@ def test_resuming_repeats_the_same_iteration():
             assert got[k] == pytest.approx(expected[k], rel=1e-5, abs=1e-6), k
 
 
+def test_warmup_raises_the_learning_rate_linearly_then_holds_it():
+    trainer = toy_trainer(warmup_iterations=4)
+    lrs = []
+    for it in range(6):
+        trainer.step(*toy_prompts(8, seed=it))
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([3e-3 * k / 4 for k in (1, 2, 3, 4, 4, 4)])
+    resumed = toy_trainer(warmup_iterations=4)
+    resumed.load_state_dict(trainer.state_dict())
+    resumed.iteration = 1  # a run resumed early in the warm-up takes the warm-up's rate, not the saved one
+    resumed.step(*toy_prompts(8, seed=1))
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * 2 / 4)
+
+
 class SlowTargetShare(TargetShare):
     """TargetShare that takes a known time, so that the iteration's time split can be checked."""
 

@@ -139,6 +139,8 @@ class PPOConfig:
     """passes over each rollout: more learning per (slow, sequential) sample; the clip keeps them safe"""
     lr: float = 2e-4
     """AdamW learning rate of the policy and the value model (the paper's 1e-5 is for a far larger model)"""
+    warmup_iterations: int = 0
+    """the learning rate rises linearly to `lr` over this many iterations (0 = none)"""
     weight_decay: float = 0.0
     """AdamW decay on weight matrices; 0 because decay pulls toward zero, not toward SFT (the KL does that)"""
     kl_coef: float = 0.05
@@ -408,6 +410,7 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
         ("ppo.minibatch_size", lambda v: 1 <= v <= cfg.ppo.batch_size, "an integer ≥ 1 and ≤ ppo.batch_size"),
         ("ppo.epochs", *count),
         ("ppo.lr", *positive),
+        ("ppo.warmup_iterations", *at_least_0),
         ("ppo.weight_decay", *at_least_0),
         ("ppo.kl_coef", *at_least_0),
         ("ppo.temperature", *positive),

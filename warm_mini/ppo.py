@@ -286,6 +286,8 @@ class PPOTrainer:
         mask, logprobs, values, advantages, returns = (ro[k] for k in ("response_mask", "logprobs", "values", "advantages", "returns"))
 
         start = _clock(self.device)
+        for group in self.optimizer.param_groups:  # linear warm-up over the first iterations, then constant
+            group["lr"] = cfg.lr * min(1.0, (self.iteration + 1) / max(1, cfg.warmup_iterations))
         stats = []
         B = prompt.size(0)
         for _ in range(cfg.epochs):

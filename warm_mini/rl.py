@@ -55,7 +55,10 @@ def label(source: str) -> str:
 def ppo_dir(run_dir: Path, cfg: Config, source: str, kl_coef: float) -> Path:
     """rlhf/<source>_kl<coef>_<hash of what shapes the run's results: its settings and its reward's files>."""
     reward_hash = hashlib.sha256(b"".join(p.read_bytes() for p in reward.reward_files(source, run_dir))).hexdigest()
-    settings = {"ppo": dataclasses.asdict(dataclasses.replace(cfg.ppo, kl_coef=kl_coef)), "seed": cfg.seed,
+    ppo = dataclasses.asdict(dataclasses.replace(cfg.ppo, kl_coef=kl_coef))
+    if not ppo["warmup_iterations"]:  # added later: hashed only when set, so that earlier runs keep their folders
+        del ppo["warmup_iterations"]
+    settings = {"ppo": ppo, "seed": cfg.seed,
                 "eval_every": cfg.rlhf.eval_every, "eval_docs": cfg.rlhf.eval_docs, "reward": reward_hash}
     if cfg.rlhf.init_step:  # only when set, so that runs from the final SFT keep their folders
         settings["init_step"] = cfg.rlhf.init_step
