@@ -36,6 +36,13 @@ def test_a_truncated_checkpoint_is_refused(saved):
         checkpoint.load(saved)
 
 
+def test_one_value_is_read_without_the_tensors_and_a_cut_file_is_refused(saved):
+    assert checkpoint.read_value(saved, "step") == 3
+    saved.write_bytes(saved.read_bytes()[:1000])
+    with pytest.raises(checkpoint.DamagedFile, match=r"rm_0.pt: unreadable"):
+        checkpoint.read_value(saved, "step")
+
+
 def test_flipped_bytes_fail_the_checksum(saved):
     data = bytearray(saved.read_bytes())
     middle = len(data) // 2  # inside the tensor's bytes, where torch.load alone would not notice

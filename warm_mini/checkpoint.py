@@ -90,6 +90,14 @@ def load(path: Path, map_location="cpu") -> dict:
         raise DamagedFile(path, f"unreadable ({str(e).splitlines()[0][:120]})") from None
 
 
+def read_value(path: Path, key: str):
+    """One plain value of a checkpoint, without reading its tensors (memory-mapped; checksums not verified)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError) as e:
+        raise DamagedFile(path, f"unreadable ({str(e).splitlines()[0][:120]})") from None
+
+
 def record_config(run_dir: Path, cfg: config_lib.Config) -> None:
     """Write config.json, or check that the run directory's recorded config agrees with `cfg`.
 

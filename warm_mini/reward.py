@@ -405,7 +405,8 @@ def ranked_reward_models(run_dir: Path) -> list[Path]:
     """The finished reward models, best validation accuracy first; ties go to the lower index, so that
     merge.py's ENS and WARM members, rm:best and Best-of-N all rank alike."""
     by_index = sorted(Path(run_dir).glob("rm/rm_*.pt"), key=rm_index)
-    return sorted(by_index, key=lambda p: -checkpoint.load(p)["val_accuracy"])
+    accuracy = {p: checkpoint.read_value(p, "val_accuracy") for p in by_index}
+    return sorted(by_index, key=lambda p: -accuracy[p])
 
 
 def reward_files(spec: str, run_dir: Path) -> list[Path]:
