@@ -223,7 +223,7 @@ def test_merge_from_paths_equals_merge_in_memory(tmp_path):
     paths = _on_disk(tmp_path, 3)
     from_disk = merge(paths, [1, 2, 3])
     assert_states_equal(from_disk["model"], merge([ckpt(i) for i in range(3)], [1, 2, 3])["model"])
-    assert from_disk["merged_from"] == [str(p) for p in paths]
+    assert from_disk["merged_from"] == [p.name for p in paths]  # names alone: a moved run merges to the same bytes
 
 
 @pytest.mark.parametrize("run", [merge, lambda paths: greedy_soup(paths, lambda c: 0.0)], ids=["merge", "greedy_soup"])

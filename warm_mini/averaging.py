@@ -28,7 +28,7 @@ Which tensors are averaged:
   * tied tensors (the GPT's token embedding is also its output matrix) are averaged once and stay tied.
 Metadata: the output keeps the entries every input agrees on (model_config, tokenizer, ...) and drops the
 ones they disagree on (a member's val_acc or seed does not describe the average); it adds "merged_from"
-(input names) and "merge_weights" (the normalised weights).
+(input file names) and "merge_weights" (the normalised weights).
 """
 
 import math
@@ -223,7 +223,10 @@ class _RunningSum:
             else:
                 state[key] = self.sums[key]
         metadata = self.metadata if also is None else _agreed(self.metadata, also[0])
-        return {**metadata, "model": state, "merged_from": list(names), "merge_weights": [w / weight for w in weights]}
+        # file names, not paths: the same models merged from a moved or otherwise spelled run directory give the
+        # same bytes, which name the PPO runs trained against them (rl.ppo_dir)
+        return {**metadata, "model": state, "merged_from": [os.path.basename(n) for n in names],
+                "merge_weights": [w / weight for w in weights]}
 
     def _check(self, ckpt: dict, name: str) -> None:
         check_compatible(self.reference, ckpt, name)
