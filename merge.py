@@ -9,18 +9,18 @@ corrupted and clean training labels), and linear mode connectivity (Fig. 3).
 import json
 
 from warm_eval import report, reward_models
-from warm_mini import averaging, checkpoint, config, data, prefs, tokenizer, world
+from warm_mini import averaging, checkpoint, cli, data, prefs, tokenizer, world
 from warm_mini.reward import normalise, pair_accuracy, ranked_reward_models, rm_from_checkpoint, rm_index, score_pairs
 
 
 def main(argv=None):
-    parser = config.build_parser(__doc__)
+    parser = cli.build_parser(__doc__)
     parser.add_argument("--ms", default="2,6,10", help="sizes M of the WARM and ENS averages (capped at the RMs trained)")
     parser.add_argument("--soup", action="store_true", help="also merge greedily: add the next-best RM only if validation accuracy rises")
     parser.add_argument("--eval-pairs", type=int, default=1000, help="pairs per split in the accuracy table (a subset keeps it fast)")
     parser.add_argument("--no-lmc", action="store_true", help="skip the linear-mode-connectivity curves")
     args = parser.parse_args(argv)
-    cfg, run_dir = config.resolve(args)
+    cfg, run_dir = cli.resolve(args)
     if not (run_dir / "config.json").exists():
         raise SystemExit(f"error: no run in {run_dir}; run train_rm.py with the same --preset/--run-dir first")
     checkpoint.record_config(run_dir, cfg)
@@ -87,4 +87,4 @@ def world_ceiling(cfg, pairs) -> float:
 
 
 if __name__ == "__main__":
-    config.run_script(main)
+    cli.run_script(main)

@@ -8,19 +8,19 @@ and report.md with every table and figure. Finished PPO runs are skipped; an int
 """
 
 from warm_eval import policies, report
-from warm_mini import checkpoint, config, data, lm, reward, rl, tokenizer
+from warm_mini import checkpoint, cli, data, lm, reward, rl, tokenizer
 
 # the order runs are compared in: WARM against everything after it, and so on
 KIND_ORDER = ("warm", "ens", "oracle", "rm")
 
 
 def main(argv=None):
-    parser = config.build_parser(__doc__)
+    parser = cli.build_parser(__doc__)
     parser.add_argument("--reward", default=None,
                         help="reward sources, comma separated: rm:I, rm:best, ens:M, warm:M, oracle (sets --rlhf.rewards)")
     parser.add_argument("--no-bon", action="store_true", help="skip Best-of-N")
     args = parser.parse_args(argv)
-    cfg, run_dir = config.resolve(args)
+    cfg, run_dir = cli.resolve(args)
     if args.reward is not None:
         cfg.rlhf.rewards = args.reward
     if not (run_dir / "sft" / "model.pt").exists() or len(reward.ranked_reward_models(run_dir)) < cfg.rm.n_models:
@@ -82,4 +82,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    config.run_script(main)
+    cli.run_script(main)

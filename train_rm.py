@@ -7,14 +7,14 @@ data-parallel and the reward models are trained N at a time, one per process.
 
 import json
 
-from warm_mini import checkpoint, config, data, lm, prefs, reward, train
+from warm_mini import checkpoint, cli, data, lm, prefs, reward, train
 
 
 def main(argv=None):
-    parser = config.build_parser(__doc__)
+    parser = cli.build_parser(__doc__)
     parser.add_argument("--until", choices=("sft", "rm"), default="rm", help="the last stage to run")
     args = parser.parse_args(argv)
-    cfg, run_dir = config.resolve(args)
+    cfg, run_dir = cli.resolve(args)
     cfg.device = train.init_distributed(cfg.device)
     rank, _ = train.dist_info()
     say = print if rank == 0 else (lambda *a, **k: None)
@@ -56,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    config.run_script(main)
+    cli.run_script(main)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import config, data, lm, reward, rl  # noqa: E402
+from warm_mini import cli, data, lm, reward, rl  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 from warm_mini.model import generate, sequence_logprobs  # noqa: E402
 from warm_mini.ppo import response_kl  # noqa: E402
@@ -41,13 +41,13 @@ def redraw(policy, ref, enc, docs, cfg, batch_size: int = 64):
 
 
 def main(argv=None):
-    parser = config.build_parser(__doc__)
+    parser = cli.build_parser(__doc__)
     parser.add_argument("--ppo-run", type=Path, required=True, help="a PPO run folder, rlhf/<source>_kl<β>_<hash>")
     parser.add_argument("--iterations", default="0,5,10", help="snapshots to read, comma separated")
     parser.add_argument("--reward", default="rm:best", help="the reward source to score the rows with")
     parser.add_argument("--show", type=int, default=3, help="largest rows printed per snapshot")
     args = parser.parse_args(argv)
-    cfg, run_dir = config.resolve(args)
+    cfg, run_dir = cli.resolve(args)
     splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
     docs = splits.val[: cfg.rlhf.eval_docs]
     ref = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)

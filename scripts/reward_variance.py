@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import config, data, lm, prefs, reward  # noqa: E402
+from warm_mini import cli, data, lm, prefs, reward  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 
 
@@ -31,12 +31,12 @@ def decompose(scores: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 def main(argv=None):
-    parser = config.build_parser(__doc__)
+    parser = cli.build_parser(__doc__)
     parser.add_argument("--docs", type=int, default=200, help="validation documents")
     parser.add_argument("--k", type=int, default=4, help="summaries sampled per document")
     parser.add_argument("--reward", default="rm:best,warm:2,warm:6,ens:6", help="reward sources, comma separated")
     args = parser.parse_args(argv)
-    cfg, run_dir = config.resolve(args)
+    cfg, run_dir = cli.resolve(args)
     splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
     docs = splits.val[: args.docs]
     repeated = [d for d in docs for _ in range(args.k)]  # (D * K,), document-major
@@ -61,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    config.run_script(main)
+    cli.run_script(main)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import checkpoint, config, data, lm, prefs, reward, tokenizer  # noqa: E402
+from warm_mini import checkpoint, cli, data, lm, prefs, reward, tokenizer  # noqa: E402
 from warm_mini.config import ModelConfig  # noqa: E402
 from warm_eval.report import pyplot, save_figure  # noqa: E402
 from warm_mini.train import train  # noqa: E402
@@ -108,7 +108,7 @@ def plot(paths: list[Path], out: Path) -> None:
 
 
 def main(argv=None):
-    parser = config.build_parser(__doc__)
+    parser = cli.build_parser(__doc__)
     parser.add_argument("--name", help="the recipe's name: curves/<name>.jsonl")
     parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
                         help="start from the linear probe's head (else a fresh N(0, 1/sqrt(d+1)) head)")
@@ -120,11 +120,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.plot:
         return plot(args.plot, args.out)
-    cfg, run_dir = config.resolve(args)
+    cfg, run_dir = cli.resolve(args)
     if not lm.sft_snapshots(run_dir):
         raise SystemExit(f"error: no SFT snapshots in {run_dir}; run train_rm.py --until sft first")
     run(args, cfg, run_dir)
 
 
 if __name__ == "__main__":
-    config.run_script(main)
+    cli.run_script(main)

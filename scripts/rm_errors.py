@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import checkpoint, config, data, lm, prefs, reward, world  # noqa: E402
+from warm_mini import checkpoint, cli, data, lm, prefs, reward, world  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 
 
@@ -41,12 +41,12 @@ def edit_probe(model, enc, docs: list[world.Document], device: str) -> dict[str,
 
 
 def main(argv=None):
-    parser = config.build_parser(__doc__)
+    parser = cli.build_parser(__doc__)
     parser.add_argument("checkpoints", nargs="+", help="reward-model checkpoints, relative to --run-dir")
     parser.add_argument("--split", choices=prefs.SPLITS, default="val")
     parser.add_argument("--groups", type=int, default=8, help="the largest groups shown")
     args = parser.parse_args(argv)
-    cfg, run_dir = config.resolve(args)
+    cfg, run_dir = cli.resolve(args)
     splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
     pairs, docs = prefs.load_or_make(run_dir, cfg, splits, enc, args.split), prefs.docs_of(splits, args.split)
     groups = [differing_facts(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
@@ -68,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    config.run_script(main)
+    cli.run_script(main)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from warm_mini import checkpoint, config
+from warm_mini import checkpoint, cli, config
 
 
 def parse(*argv):
-    return config.resolve(config.build_parser("test").parse_args(list(argv)))
+    return cli.resolve(cli.build_parser("test").parse_args(list(argv)))
 
 
 def test_every_field_is_overridable_and_typed():
@@ -28,7 +28,7 @@ def test_presets_differ_in_size_and_unknown_preset_is_refused():
 
 def test_help_lists_field_docs(capsys):
     with pytest.raises(SystemExit):
-        config.build_parser("test").parse_args(["--help"])
+        cli.build_parser("test").parse_args(["--help"])
     assert "transformer blocks" in capsys.readouterr().out  # ModelConfig.n_layer's docstring
 
 
@@ -80,7 +80,7 @@ def test_a_field_added_since_a_run_began_takes_the_preset_value(tmp_path):
         checkpoint.record_config(tmp_path, later)
 
 
-# One bad value per rule of config._rules, and a piece of the message it must give.
+# One bad value per rule of cli._rules, and a piece of the message it must give.
 BAD = {
     "seed": ("-1", "≥ 0"),
     "device": ("cuda:99", "cuda[:N]"),
@@ -142,14 +142,14 @@ BAD = {
 
 
 def test_every_rule_has_a_bad_value_below():
-    assert {flag for flag, _, _ in config._rules(config.preset("tiny"))} == set(BAD)
+    assert {flag for flag, _, _ in cli._rules(config.preset("tiny"))} == set(BAD)
 
 
 @pytest.mark.parametrize("preset", config.PRESETS)
 def test_every_preset_passes_the_rules(preset):
     cfg = config.preset(preset)
     cfg.device = "cpu"  # the gpu preset's cuda is checked against this machine
-    config.validate(cfg)
+    cli.validate(cfg)
 
 
 @pytest.mark.parametrize("flag", sorted(BAD))
@@ -170,13 +170,13 @@ def test_a_bad_setting_writes_nothing(tmp_path):
     assert not run_dir.exists()
 
 
-@pytest.mark.parametrize("failure", [config.RunError("rm_0 diverged at step 5"), PermissionError(13, "Permission denied", "runs/x")])
+@pytest.mark.parametrize("failure", [cli.RunError("rm_0 diverged at step 5"), PermissionError(13, "Permission denied", "runs/x")])
 def test_expected_failures_are_one_line_without_a_traceback(failure, capsys):
     def main():
         raise failure
 
     with pytest.raises(SystemExit) as exit:
-        config.run_script(main)
+        cli.run_script(main)
     assert exit.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

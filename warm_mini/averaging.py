@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from warm_mini import checkpoint
-from warm_mini.config import RunError
+from warm_mini.cli import RunError
 
 CheckpointLike = dict | str | os.PathLike
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from warm_mini import cli
 from warm_mini import config as config_lib
 
 # Fields (or whole sections) that may change between a run and its resumption without changing a finished
@@ -26,7 +27,7 @@ from warm_mini import config as config_lib
 RESUMABLE_FIELDS = {"device", "ppo", "rlhf"}
 
 
-class DamagedFile(config_lib.RunError):
+class DamagedFile(cli.RunError):
     """A run file that is cut short, corrupted, or holds more than tensors and plain values."""
 
     def __init__(self, path: Path, reason: str):

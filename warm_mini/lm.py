@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from warm_mini import checkpoint, data, world
 from warm_mini import tokenizer as tok
-from warm_mini.config import Config, ModelConfig, RunError
+from warm_mini.cli import RunError
+from warm_mini.config import Config, ModelConfig
 from warm_mini.model import GPT, generate
 from warm_mini.train import train
 
