@@ -378,7 +378,7 @@ class Centred(nn.Module):
         super().__init__()
         self.base, self.enc, self.sep = base, enc, enc.encode_single_token(world.SEP)
         self.pad, self.eot = enc.encode_single_token(tok.PAD), enc.encode_single_token(world.EOT)
-        self.doc_of_prompt = doc_of_prompt(enc, docs)
+        self.doc_of_prompt = getattr(base, "doc_of_prompt", None) or doc_of_prompt(enc, docs)  # the oracle has built it
         self.baselines = {}  # prompt -> r(x, y_ref), computed once: the reward is frozen
         self.scale = 1.0  # while the scale itself is measured
         summary_docs = [val_docs[i] for i in val_pairs.doc + val_pairs.doc]
