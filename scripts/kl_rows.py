@@ -19,25 +19,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_mini import cli, data, lm, reward, rl  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
-from warm_mini.model import generate, sequence_logprobs  # noqa: E402
-from warm_mini.ppo import response_kl  # noqa: E402
+from warm_mini.ppo import PPOTrainer, ValueModel, response_kl  # noqa: E402
 
 
 @torch.no_grad()
-def redraw(policy, ref, enc, docs, cfg, batch_size: int = 64):
-    """evaluate_policy's responses: (per-row KL (N,), per-token log-ratios [N lists], response ids [N lists])."""
+def redraw(policy, ref, source, enc, docs, cfg):
+    """rl.evaluate_policy's rollouts of `policy`, scored by `source`: per-row KL (N,), per-token log-ratios
+    [N lists], response ids [N lists], scores (N,)."""
     eot, _, pad = tok.special_ids(enc)
-    g = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
-    kl, ratios, ids = [], [], []
-    for i in range(0, len(docs), batch_size):
-        prompt, mask = rl._prompts(enc, docs[i : i + batch_size], cfg.device)
-        response, _, rmask = generate(policy, prompt, mask, cfg.ppo.max_new_tokens, cfg.ppo.temperature, eot, pad, g)
-        logp = sequence_logprobs(policy, prompt, mask, response, rmask, cfg.ppo.temperature)
-        ref_logp = sequence_logprobs(ref, prompt, mask, response, rmask, cfg.ppo.temperature)
-        kl += response_kl(logp, ref_logp, rmask).tolist()
-        ratios += [(a - b)[m].tolist() for a, b, m in zip(logp, ref_logp, rmask)]
-        ids += [r[m].tolist() for r, m in zip(response, rmask)]
-    return torch.tensor(kl), ratios, ids
+    trainer = PPOTrainer(cfg.ppo, policy, ref, ValueModel.from_policy(policy), source, eot, pad, seed=cfg.seed, dtype=cfg.dtype)
+    kl, ratios, ids, scores = [], [], [], []
+    for _, ro in rl.held_out_rollouts(trainer, enc, docs, cfg.seed):
+        logp, ref_logp, mask = ro["logprobs"], ro["ref_logprobs"], ro["response_mask"]
+        kl += response_kl(logp, ref_logp, mask).tolist()
+        ratios += [(a - b)[m].tolist() for a, b, m in zip(logp, ref_logp, mask)]
+        ids += rl._summaries(ro)
+        scores += ro["score"].tolist()
+    return torch.tensor(kl), ratios, ids, torch.tensor(scores)
 
 
 def main(argv=None):
@@ -56,9 +54,9 @@ def main(argv=None):
     ref_score = reward.score_summaries(source, enc, docs, [tok.encode(enc, d.reference) + [eot] for d in docs], device=cfg.device)
     for it in (int(x) for x in args.iterations.split(",")):
         policy = lm.load_model(rl.snapshot_path(args.ppo_run, it), cfg.device)
-        kl, ratios, ids = redraw(policy, ref, enc, docs, cfg)
+        kl, ratios, ids, scores = redraw(policy, ref, source, enc, docs, cfg)
         control = torch.tensor(reward.control_scores(enc, docs, ids))
-        over = reward.score_summaries(source, enc, docs, ids, device=cfg.device) - ref_score
+        over = scores - ref_score
         big, top = kl > 1, kl.argsort(descending=True)[: args.show].tolist()
         share = kl[kl.argsort(descending=True)[:5]].sum() / kl.sum() if kl.sum() > 0 else float("nan")
         rows = (f"{int(big.sum())} rows above KL 1: control {control[big].mean():.3f} (all rows {control.mean():.3f}), "

@@ -80,15 +80,20 @@ def _summaries(rollout: dict) -> list[list[int]]:
     return [r[m].tolist() for r, m in zip(rollout["response"].cpu(), rollout["response_mask"].cpu())]
 
 
-@torch.no_grad()
-def evaluate_policy(trainer: PPOTrainer, enc, docs, seed: int, batch_size: int = 64) -> dict:
-    """Control reward, proxy reward and KL to the reference of the policy's samples on held-out documents,
-    each document's sample drawn from a generator seeded alike at every evaluation."""
+def held_out_rollouts(trainer: PPOTrainer, enc, docs, seed: int, batch_size: int = 64):
+    """(documents, rollout) for each batch of held-out documents, each document's sample drawn from a generator
+    seeded alike at every evaluation (so scripts/kl_rows.py can redraw what an evaluation saw)."""
     g = torch.Generator(device=trainer.device).manual_seed(seed)
-    control, proxy, kl = [], [], []
     for i in range(0, len(docs), batch_size):
         chunk = docs[i : i + batch_size]
-        ro = trainer.rollout(*_prompts(enc, chunk, trainer.device), generator=g)
+        yield chunk, trainer.rollout(*_prompts(enc, chunk, trainer.device), generator=g)
+
+
+@torch.no_grad()
+def evaluate_policy(trainer: PPOTrainer, enc, docs, seed: int) -> dict:
+    """Control reward, proxy reward and KL to the reference of the policy's samples on held-out documents."""
+    control, proxy, kl = [], [], []
+    for chunk, ro in held_out_rollouts(trainer, enc, docs, seed):
         control += reward.control_scores(enc, chunk, _summaries(ro))
         proxy += ro["score"].tolist()
         kl += response_kl(ro["logprobs"], ro["ref_logprobs"], ro["response_mask"]).tolist()
