@@ -34,7 +34,7 @@ def main(argv=None):
     sources = rl.sources(cfg, run_dir)
     for source in sources:  # fail now, not after an hour of PPO, on a source that cannot be loaded
         try:
-            reward.load_reward_source(source, run_dir, "cpu", enc, splits.train[:1])
+            reward.load_reward_source(source, run_dir, "cpu", enc, reward.doc_of_prompt(enc, splits.train[:1]))
         except (ValueError, FileNotFoundError) as e:
             raise SystemExit(f"error: {e}")
     sources.sort(key=lambda s: KIND_ORDER.index(s.partition(":")[0]))

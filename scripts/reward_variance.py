@@ -53,7 +53,7 @@ def main(argv=None):
         model = reward.load_reward_source(spec, run_dir, cfg.device)
         with torch.no_grad():
             scores = reward.score_summaries(model, enc, repeated, summaries, device=cfg.device).view(-1, args.k)
-            centring = reward.Centred(model, enc, splits.val, splits.val, val_pairs)
+            centring = reward.Centred(model, enc, reward.doc_of_prompt(enc, splits.val), splits.val, val_pairs)
             centred = reward.score_summaries(centring, enc, repeated, summaries, device=cfg.device) * centring.scale  # r - r_ref
         dev, share = decompose(scores)
         corr = torch.corrcoef(torch.stack([dev.flatten(), oracle_dev.flatten()]))[0, 1]

@@ -229,7 +229,7 @@ def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     cfg = config.preset("tiny")
     splits = data.load_world(cfg)
     enc = tokenizer.load(data.tokenizer_path(run_dir))
-    oracle = reward.load_reward_source("oracle", run_dir, enc=enc, docs=splits.train)
+    oracle = reward.load_reward_source("oracle", run_dir, enc=enc, prompts=reward.doc_of_prompt(enc, splits.train))
     docs = splits.train[:5]
     summaries = [tokenizer.encode_with_specials(enc, d.reference + world.EOT) for d in docs[:3]] + [[], enc.encode("the")]
     got = reward.score_summaries(oracle, enc, docs, summaries)

@@ -11,7 +11,7 @@ from warm_mini import config, data, prefs, world
 from warm_mini import tokenizer as tok
 from warm_mini.config import ModelConfig
 from warm_mini.reward import (LMC_PAIRS, Centred, Comparisons, RewardModel, accuracy, bradley_terry_loss, comparison_batches, diversity,
-                              linear_probe, normalise, pair_accuracy, rm_loss, score_pairs, score_summaries, split_rows)
+                              doc_of_prompt, linear_probe, normalise, pair_accuracy, rm_loss, score_pairs, score_summaries, split_rows)
 
 CFG = ModelConfig(vocab_size=300, block_size=64, n_layer=1, n_head=2, n_embd=16)
 
@@ -124,7 +124,8 @@ def test_centred_reward_is_the_difference_to_the_reference_and_ignores_document_
             prompt_lengths = [len(p) for p, _ in split_rows(idx, attention_mask, sep)]
             return rm(idx, attention_mask) + 10.0 * torch.tensor(prompt_lengths, dtype=torch.float)
 
-    centred = Centred(rm, enc, docs, docs, pairs)
+    prompts = doc_of_prompt(enc, docs)
+    centred = Centred(rm, enc, prompts, docs, pairs)
     pair_docs = [docs[i] for i in pairs.doc]
     r = score_summaries(centred, enc, pair_docs, pairs.b)
     by_hand = score_summaries(rm, enc, pair_docs, pairs.b) - score_summaries(rm, enc, pair_docs, pairs.a)  # a: the references
@@ -132,7 +133,7 @@ def test_centred_reward_is_the_difference_to_the_reference_and_ignores_document_
     assert torch.cat([r, score_summaries(centred, enc, pair_docs, pairs.a)]).std().item() == pytest.approx(1.0, abs=1e-4)
     offset = Offset()
     assert score_summaries(offset, enc, pair_docs, pairs.b).std() > 10 * score_summaries(rm, enc, pair_docs, pairs.b).std()
-    shifted = score_summaries(Centred(offset, enc, docs, docs, pairs), enc, pair_docs, pairs.b)
+    shifted = score_summaries(Centred(offset, enc, prompts, docs, pairs), enc, pair_docs, pairs.b)
     torch.testing.assert_close(shifted, r, atol=2e-3, rtol=0)  # float32 offsets of ~1,000 round at 1e-4
 
 

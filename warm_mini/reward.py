@@ -336,13 +336,14 @@ def control_scores(enc, docs, summaries: list[list[int]]) -> list[float]:
 class OracleReward(nn.Module):
     """The world's oracle behind the reward interface, for `--reward oracle`: PPO against the control reward
     itself, the upper bound no learned RM can beat. Rewards are normalised like an RM's (mean 0, std 1 on
-    SFT samples: the oracle scores of the validation pairs), so one KL coefficient means the same for both."""
+    SFT samples: the oracle scores of the validation pairs), so one KL coefficient means the same for both.
+    `prompts` maps a prompt's token ids to its document (doc_of_prompt)."""
 
-    def __init__(self, enc, docs, sft_scores: torch.Tensor):
+    def __init__(self, enc, prompts: dict, sft_scores: torch.Tensor):
         super().__init__()
         self.enc = enc
         self.sep = enc.encode_single_token(world.SEP)
-        self.doc_of_prompt = doc_of_prompt(enc, docs)
+        self.doc_of_prompt = prompts
         self.mean, self.std = normaliser(sft_scores)
 
     def forward(self, idx, attention_mask=None):
@@ -372,13 +373,14 @@ class Centred(nn.Module):
     The Bradley-Terry loss fixes reward differences within a document and leaves each document's offset
     free: on SFT samples 92% to 99% of a reward model's variance lies between documents
     (scripts/reward_variance.py), which no policy can change and PPO's value model must otherwise guess
-    for every new prompt. A baseline that depends on the prompt alone leaves the best policy unchanged."""
+    for every new prompt. A baseline that depends on the prompt alone leaves the best policy unchanged.
+    `prompts` maps a prompt's token ids to its document (doc_of_prompt), whose reference is y_ref."""
 
-    def __init__(self, base: nn.Module, enc, docs, val_docs, val_pairs):
+    def __init__(self, base: nn.Module, enc, prompts: dict, val_docs, val_pairs):
         super().__init__()
         self.base, self.enc, self.sep = base, enc, enc.encode_single_token(world.SEP)
         self.pad, self.eot = enc.encode_single_token(tok.PAD), enc.encode_single_token(world.EOT)
-        self.doc_of_prompt = getattr(base, "doc_of_prompt", None) or doc_of_prompt(enc, docs)  # the oracle has built it
+        self.doc_of_prompt = prompts
         self.baselines = {}  # prompt -> r(x, y_ref), computed once: the reward is frozen
         self.scale = 1.0  # while the scale itself is measured
         summary_docs = [val_docs[i] for i in val_pairs.doc + val_pairs.doc]
@@ -427,18 +429,18 @@ def reward_files(spec: str, run_dir: Path) -> list[Path]:
     raise ValueError(f"unknown reward source {spec!r}: use rm:I, rm:best, ens:M, warm:M or oracle")
 
 
-def load_reward_source(spec: str, run_dir: Path, device: str = "cpu", enc=None, docs=None) -> nn.Module:
+def load_reward_source(spec: str, run_dir: Path, device: str = "cpu", enc=None, prompts: dict | None = None) -> nn.Module:
     """The reward a policy is trained against, by name: `rm:I` (reward model I), `rm:best` (the best by
     validation accuracy), `ens:M` and `warm:M` (ENS and WARM of the top M, as merge.py wrote them) or
-    `oracle` (the control reward itself; needs the tokenizer `enc` and the prompts' documents `docs`).
+    `oracle` (the control reward itself; needs the tokenizer `enc` and `prompts`, the documents by prompt: doc_of_prompt).
     All share the reward interface and are normalised alike (mean 0, std 1 on SFT samples), so the caller
     never needs to know which one it holds, and one KL coefficient means the same for each."""
     files = reward_files(spec, run_dir)
     if spec == "oracle":
-        if enc is None or docs is None:
+        if enc is None or prompts is None:
             raise ValueError("the oracle reward needs the tokenizer and the documents it scores")
         val = prefs.Pairs(**checkpoint.load(files[0]))
-        return OracleReward(enc, docs, torch.cat([val.score_a, val.score_b]).clamp_min(world.FLOOR))  # quality -> score
+        return OracleReward(enc, prompts, torch.cat([val.score_a, val.score_b]).clamp_min(world.FLOOR))  # quality -> score
     if not spec.startswith("ens:"):
         return rm_from_checkpoint(checkpoint.load(files[0]), device)
     ens_file = checkpoint.load(files[0])

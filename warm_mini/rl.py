@@ -122,10 +122,10 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
     device = cfg.device
     eot, _, pad = tok.special_ids(enc)
     policy = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), device)
-    docs = splits.train + splits.val  # every prompt PPO trains or is evaluated on
-    reward_model = reward.load_reward_source(source, run_dir, device, enc, docs)
+    prompts = reward.doc_of_prompt(enc, splits.train + splits.val)  # every prompt PPO trains or is evaluated on
+    reward_model = reward.load_reward_source(source, run_dir, device, enc, prompts)
     if cfg.ppo.centre_rewards:
-        reward_model = reward.Centred(reward_model, enc, docs, splits.val, prefs.load_or_make(run_dir, cfg, splits, enc, "val"))
+        reward_model = reward.Centred(reward_model, enc, prompts, splits.val, prefs.load_or_make(run_dir, cfg, splits, enc, "val"))
     torch.manual_seed(cfg.seed)
     trainer = PPOTrainer(dataclasses.replace(cfg.ppo, kl_coef=kl_coef), policy, copy.deepcopy(policy),
                          ValueModel.from_policy(policy), reward_model, eot, pad, seed=cfg.seed, dtype=cfg.dtype)
