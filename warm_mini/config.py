@@ -107,11 +107,11 @@ class RMConfig:
     """test documents, each giving at most one untied pair from shifted policies (pretrained model, SFT at temperature 1.5)"""
     corrupt: float = 0.0
     """share of training labels flipped (the paper's corrupted setting used 0.25)"""
-    lr_multipliers: str = "0.5,1"
-    """each RM's learning rate is rm_train.lr times one of these, comma separated (the paper: 1e-5 to 1e-4; cpu: 2x failed)"""
+    lr_multipliers: str = "0.5,1,2"
+    """each RM's learning rate is rm_train.lr times one of these, comma separated (the paper: 1e-5, 4e-5, 1e-4)"""
     dropout_choices: str = "0.0"
     """dropout rates the RMs draw from, comma separated (the paper: 0.05, 0.1; 0 here: at this size 0.05 cost 0.06-0.08 accuracy)"""
-    baklava: int = 2
+    baklava: int = 3
     """RM backbones start from the last this-many SFT snapshots (Baklava); 1 = all from the final SFT"""
     probe_steps: int = 300
     """full-batch steps fitting the shared linear head on frozen SFT features"""
@@ -206,8 +206,8 @@ class Config:
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250,
                                                                  ckpt_every=250, snapshot_every=250))
     rm: RMConfig = field(default_factory=RMConfig)
-    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
-                                                                      eval_every=300, ckpt_every=100, snapshot_every=300))
+    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
+                                                                      eval_every=300, ckpt_every=100, snapshot_every=150))
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rlhf: RLHFConfig = field(default_factory=lambda: RLHFConfig(init_step=1500))  # the final SFT policy leaves PPO no room
 
@@ -241,8 +241,7 @@ def preset(name: str) -> Config:
             pretrain=TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, compile=True),
             sft=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, snapshot_every=500,
                             compile=True),
-            rm=RMConfig(n_models=10, train_docs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000, lr_multipliers="0.5,1,2",
-                        baklava=3),
+            rm=RMConfig(n_models=10, train_docs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000),
             rm_train=TrainConfig(steps=600, batch_size=64, lr=1e-4, warmup_steps=50, weight_decay=0.0, eval_every=200, ckpt_every=200,
                                  snapshot_every=300, compile=True),
             ppo=PPOConfig(iterations=400, batch_size=128, minibatch_size=32, lr=5e-5),
