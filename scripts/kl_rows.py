@@ -33,7 +33,7 @@ def redraw(policy, ref, source, enc, docs, cfg):
         logp, ref_logp, mask = ro["logprobs"], ro["ref_logprobs"], ro["response_mask"]
         kl += response_kl(logp, ref_logp, mask).tolist()
         ratios += [(a - b)[m].tolist() for a, b, m in zip(logp, ref_logp, mask)]
-        ids += rl._summaries(ro)
+        ids += rl.response_ids(ro)
         scores += ro["score"].tolist()
     return torch.tensor(kl), ratios, ids, torch.tensor(scores)
 

@@ -75,7 +75,7 @@ def _prompts(enc, docs, device: str):
     return prompt.to(device), mask.to(device)
 
 
-def _summaries(rollout: dict) -> list[list[int]]:
+def response_ids(rollout: dict) -> list[list[int]]:
     """A rollout's responses as token-id lists, padding dropped."""
     return [r[m].tolist() for r, m in zip(rollout["response"].cpu(), rollout["response_mask"].cpu())]
 
@@ -94,7 +94,7 @@ def evaluate_policy(trainer: PPOTrainer, enc, docs, seed: int) -> dict:
     """Control reward, proxy reward and KL to the reference of the policy's samples on held-out documents."""
     control, proxy, kl = [], [], []
     for chunk, ro in held_out_rollouts(trainer, enc, docs, seed):
-        control += reward.control_scores(enc, chunk, _summaries(ro))
+        control += reward.control_scores(enc, chunk, response_ids(ro))
         proxy += ro["score"].tolist()
         kl += response_kl(ro["logprobs"], ro["ref_logprobs"], ro["response_mask"]).tolist()
     mean = lambda xs: sum(xs) / len(xs)
@@ -156,7 +156,7 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
         docs = [splits.train[i] for i in rows]
         metrics, ro = trainer.step(*_prompts(enc, docs, device))
         check_finite(trainer, metrics, f"ppo {label(source)} kl {kl_coef:g}", out / "state.pt")
-        control = reward.control_scores(enc, docs, _summaries(ro))
+        control = reward.control_scores(enc, docs, response_ids(ro))
         metrics["objective/control_reward"] = sum(control) / len(control)
         checkpoint.append_jsonl(out / "train.jsonl", {"iteration": trainer.iteration, **metrics})
         bar.update(1)
