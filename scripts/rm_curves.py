@@ -41,7 +41,8 @@ def cached_pairs(run_dir: Path, cfg, splits, enc, split: str) -> prefs.Pairs:
 
 
 def run(args, cfg, run_dir: Path) -> None:
-    torch.manual_seed(cfg.seed)
+    data_seed = cfg.seed if args.data_seed is None else args.data_seed
+    torch.manual_seed(data_seed)
     splits = data.load_world(cfg)
     enc = tokenizer.load(data.tokenizer_path(run_dir))
     pairs = {s: cached_pairs(run_dir, cfg, splits, enc, s) for s in ("train", "val", "ood")}
@@ -73,11 +74,11 @@ def run(args, cfg, run_dir: Path) -> None:
     out = run_dir / "curves" / f"{args.name}.jsonl"
     out.unlink(missing_ok=True)
     checkpoint.atomic_write_text(run_dir / "curves" / "meta" / f"{args.name}.json", json.dumps({
-        "name": args.name, "argv": sys.argv[1:], "probe": args.probe, "dropout": args.dropout,
+        "name": args.name, "argv": sys.argv[1:], "probe": args.probe, "dropout": args.dropout, "data_seed": data_seed,
         "rm": dataclasses.asdict(cfg.rm), "rm_train": dataclasses.asdict(cfg.rm_train), "model": sft["model_config"],
         "train_pairs": len(pairs["train"]), "train_docs": len(set(pairs["train"].doc))}) + "\n")
     tcfg = dataclasses.replace(cfg.rm_train, eval_every=args.eval_every, ckpt_every=10**9, snapshot_every=0)
-    comparisons = reward.comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, 1, cfg.seed)
+    comparisons = reward.comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, 1, data_seed)
 
     def batches(step: int, *args) -> dict:
         clock["step"] = step + 1  # the step this batch ends, for the evaluation that follows it
@@ -113,6 +114,8 @@ def main(argv=None):
     parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
                         help="start from the linear probe's head (else a fresh N(0, 1/sqrt(d+1)) head)")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout of the RM backbone")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seed of the training pairs' order (default: the run's seed): replicates of one recipe on the same pairs")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")
     parser.add_argument("--eval-pairs", type=int, default=1000, help="training pairs scored at each evaluation")
     parser.add_argument("--plot", nargs="+", type=Path, help="plot these curves files instead of training")
