@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -274,3 +275,22 @@ def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     assert len(probes) == 3 and probes[0] == probes[2]
     shares = dict(re.findall(r"(\w+) ([01]\.\d\d)", probes[0].split(":")[1]))
     assert set(shares) == set(world.KEY_FACTS) and all(0 <= float(v) <= 1 for v in shares.values())
+
+
+def test_memorisation_script_shares_the_sft_and_changes_only_the_reward_models_data(tiny_run, tmp_path):
+    """scripts/memorisation.sh, the paper's Fig. 4 where reward models can memorise, on a copy of the tiny run."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_run[0], base)
+    out = subprocess.run(["bash", "scripts/memorisation.sh", str(base)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHON": sys.executable, "TRAIN_DOCS": "50"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    mem = tmp_path / "base-mem50"
+    recorded, changed = (json.loads((d / "config.json").read_text()) for d in (base, mem))
+    assert {k for k in recorded if recorded[k] != changed[k]} == {"rm"}
+    assert {k for k in recorded["rm"] if recorded["rm"][k] != changed["rm"][k]} == {"corrupt", "train_docs"}
+    assert changed["rm"]["corrupt"] == 0.25 and changed["rm"]["train_docs"] == 50
+    assert (mem / "sft" / "model.pt").samefile(base / "sft" / "model.pt")  # hard links: the same SFT
+    assert len(set(prefs.Pairs(**checkpoint.load(mem / "prefs" / "train.pt")).doc)) <= 50
+    table = {row["model"]: row for row in report.read_csv(mem / "warm" / "accuracy.csv")}
+    index = table["WARM M=2"]["train (corrupted labels)"] + table["WARM M=2"]["train (clean labels)"] - 1
+    assert f"| {mem} | WARM M=2 | {index:.3f} |" in out.stdout
