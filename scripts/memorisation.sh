@@ -4,7 +4,8 @@
 # or more), a new run directory beside it shares its tokenizer, pretraining and SFT (hard links) and its
 # settings but for the reward models' data, trains the M reward models on TRAIN_DOCS documents, and merge.py
 # scores every RM, ENS and WARM on all of their training pairs: the "train (corrupted labels)" column is the
-# agreement with the flipped labels. merge.py also measures LMC (Fig. 3) in this regime.
+# agreement with the flipped labels; scripts/memorisation_index.py then takes off what a model would agree with
+# them without memorising. merge.py also measures LMC (Fig. 3) in this regime.
 #
 #   bash scripts/memorisation.sh runs/sci/s0 runs/sci/s1 runs/sci/s2       # makes runs/sci/s0-mem500, ...
 #   TRAIN_DOCS=300 bash scripts/memorisation.sh runs/sci/s0
@@ -33,13 +34,5 @@ open(sys.argv[2], "w").write(json.dumps(cfg, indent=2, sort_keys=True) + "\n")' 
   dirs+=("$dir")
 done
 "$PYTHON" scripts/aggregate.py --rm-only "${dirs[@]}"
-# Agreement with the flipped labels is about 1 - accuracy without any memorisation, so the index that
-# compares models is agreement on the flipped pairs + accuracy on the kept pairs - 1: 0 for none, 1 for all.
-"$PYTHON" -c 'import sys
-from warm_eval.report import markdown_table, read_csv
-rows = []
-for run in sys.argv[1:]:
-    for r in read_csv(f"{run}/warm/accuracy.csv"):
-        index = r["train (corrupted labels)"] + r["train (clean labels)"] - 1
-        rows.append({"run": run, "model": r["model"], "memorisation index": round(index, 3), "val": round(r["val"], 3)})
-print(markdown_table(rows))' "${dirs[@]}"
+# each model's agreement with the flipped labels beside its accuracy on documents it never saw: the baseline
+"$PYTHON" scripts/memorisation_index.py "${dirs[@]}"

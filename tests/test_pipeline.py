@@ -291,6 +291,13 @@ def test_memorisation_script_shares_the_sft_and_changes_only_the_reward_models_d
     assert changed["rm"]["corrupt"] == 0.25 and changed["rm"]["train_docs"] == 50
     assert (mem / "sft" / "model.pt").samefile(base / "sft" / "model.pt")  # hard links: the same SFT
     assert len(set(prefs.Pairs(**checkpoint.load(mem / "prefs" / "train.pt")).doc)) <= 50
-    table = {row["model"]: row for row in report.read_csv(mem / "warm" / "accuracy.csv")}
-    index = table["WARM M=2"]["train (corrupted labels)"] + table["WARM M=2"]["train (clean labels)"] - 1
-    assert f"| {mem} | WARM M=2 | {index:.3f} |" in out.stdout
+    unseen = prefs.Pairs(**checkpoint.load(mem / "warm" / "heldout_train.pt"))  # the baseline: documents no RM saw
+    assert unseen.doc and min(unseen.doc) >= 50 and max(unseen.doc) < 100
+    flipped = {row["model"]: row["train (corrupted labels)"] for row in report.read_csv(mem / "warm" / "accuracy.csv")}
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.stdout.splitlines() if line.startswith("| RM ")
+            or line.startswith("| ENS ") or line.startswith("| WARM ")}
+    assert rows.keys() == flipped.keys()
+    for model, cells in rows.items():  # flipped agreement as merge.py measured it; "flipped, memorised" = it - (1 - unseen)
+        agreement, _, unseen_acc, memorised, _ = map(float, cells)
+        assert agreement == pytest.approx(flipped[model], abs=5e-4)
+        assert memorised == pytest.approx(agreement - (1 - unseen_acc), abs=2e-3)
