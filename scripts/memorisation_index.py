@@ -9,7 +9,7 @@ cached in warm/heldout_train.pt): its accuracy there, a, is what it earns withou
     kept, memorised    = accuracy on the kept (unflipped) pairs - a
 
 are both 0 for a model that memorises nothing; the first is the paper's Fig. 4 quantity, its baseline removed.
-ENS M is the mean of its members' rewards (as averaging.Ensemble computes it), WARM M the run's warm/warm_M.pt.
+ENS M is the mean of its members' rewards (reward_models.ensemble_by_split), WARM M the run's warm/warm_M.pt.
 
     python scripts/memorisation_index.py runs/sci/s0-mem300 runs/sci/s1-mem300 runs/sci/s2-mem300
 """
@@ -20,11 +20,10 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_eval.report import markdown_table  # noqa: E402
-from warm_mini import averaging, checkpoint, cli, data, prefs, reward  # noqa: E402
+from warm_eval.reward_models import ensemble_by_split  # noqa: E402
+from warm_mini import checkpoint, cli, data, prefs, reward  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 
 COLUMNS = ("flipped agreement", "kept accuracy", "unseen documents", "flipped, memorised", "kept, memorised")
@@ -65,9 +64,7 @@ def run_table(run_dir: Path) -> list[dict]:
     rows = [{"model": f"RM {i}", **measures(r, *pairs.values())} for i, r in per_rm.items()]
     for ens_path in sorted((run_dir / "warm").glob("ens_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
         m, members = ens_path.stem.split("_")[1], checkpoint.load(ens_path)["members"]
-        ens = {s: tuple(averaging.ensemble_rewards(torch.stack([per_rm[i][s][side] for i in members])) for side in range(2))
-               for s in pairs}
-        rows.append({"model": f"ENS M={m}", **measures(ens, *pairs.values())})
+        rows.append({"model": f"ENS M={m}", **measures(ensemble_by_split([per_rm[i] for i in members]), *pairs.values())})
         rows.append({"model": f"WARM M={m}", **measures(score(run_dir / "warm" / f"warm_{m}.pt"), *pairs.values())})
     return rows
 
