@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from warm_eval.aggregate import fmt, stats  # noqa: E402
 from warm_eval.report import markdown_table  # noqa: E402
 from warm_eval.reward_models import ensemble_by_split  # noqa: E402
 from warm_mini import checkpoint, cli, data, prefs, reward  # noqa: E402
@@ -86,9 +87,8 @@ def main():
         for r in rows:
             if not r["model"].startswith("RM "):
                 by_model.setdefault(r["model"], []).append(r)
-    spread = lambda xs: f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
     print(f"mean ± sd over {len(tables)} runs:\n"
-          + markdown_table([{"model": m, **{c: spread([r[c] for r in rs]) for c in COLUMNS}} for m, rs in by_model.items()]))
+          + markdown_table([{"model": m, **{c: fmt(stats([r[c] for r in rs])) for c in COLUMNS}} for m, rs in by_model.items()]))
 
 
 if __name__ == "__main__":
