@@ -9,6 +9,10 @@ alone check no fact but the number (see docs/notebook.md, the reward-model part)
     python scripts/rm_errors.py --run-dir runs/cpu rm/rm_0.pt warm/warm_6.pt
     python scripts/rm_errors.py --run-dir runs/cpu --split ood rm/rm_0.pt
     python scripts/rm_errors.py --run-dir runs/cpu curves/tmp/k4/model.pt     # the last model of rm_curves.py --name k4
+    python scripts/rm_errors.py --run-dir runs/cpu sft                        # the SFT policy's own log-likelihood
+
+`sft` is not a reward model: it orders a pair by log pi_SFT(y | x), the summed log-probability the final SFT policy
+gives each summary. It shows what the backbone every reward model starts from already knows about the facts.
 
 A group such as `name+qty` holds the pairs where each summary gets a different one of those facts right
 (or one gets both): the oracle weighs a name 0.25 and a quantity 0.1, so it prefers the right name.
@@ -20,9 +24,12 @@ import random
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_mini import checkpoint, cli, data, lm, prefs, reward, world  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
+from warm_mini.model import sequence_logprobs  # noqa: E402
 
 
 def differing_facts(doc: world.Document, a: str, b: str) -> str:
@@ -40,9 +47,34 @@ def edit_probe(model, enc, docs: list[world.Document], device: str) -> dict[str,
             for k, ids in edited.items()}
 
 
+class LogLikelihood(torch.nn.Module):
+    """log pi(y | x) of a policy behind the reward interface (left-padded rows: prompt, ending at SEP, then summary)."""
+
+    def __init__(self, policy, sep: int):
+        super().__init__()
+        self.policy, self.sep = policy, sep
+
+    def forward(self, idx, attention_mask):
+        prompts, summaries = zip(*reward.split_rows(idx, attention_mask, self.sep))
+        prompt, prompt_mask = data.left_pad([list(p) for p in prompts], pad_id=0)
+        n = max(map(len, summaries))
+        response = torch.tensor([list(y) + [0] * (n - len(y)) for y in summaries], device=idx.device)
+        response_mask = torch.tensor([[1] * len(y) + [0] * (n - len(y)) for y in summaries], device=idx.device)
+        logp = sequence_logprobs(self.policy, prompt.to(idx.device), prompt_mask.to(idx.device), response, response_mask)
+        return logp.sum(1)
+
+
+def load_scorer(name: str, run_dir: Path, cfg, enc):
+    """A reward-model checkpoint (relative to the run directory), or `sft`: the final SFT policy's log-likelihood."""
+    if name == "sft":
+        return LogLikelihood(lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval(), enc.encode_single_token(world.SEP))
+    shape = dataclasses.asdict(lm.model_config(cfg, enc))  # for rm_curves.py's models, which hold weights only
+    return reward.rm_from_checkpoint({"model_config": shape, **checkpoint.load(run_dir / name)}, cfg.device)
+
+
 def main(argv=None):
     parser = cli.build_parser(__doc__)
-    parser.add_argument("checkpoints", nargs="+", help="reward-model checkpoints, relative to --run-dir")
+    parser.add_argument("checkpoints", nargs="+", help="reward-model checkpoints, relative to --run-dir, or sft (see above)")
     parser.add_argument("--split", choices=prefs.SPLITS, default="val")
     parser.add_argument("--groups", type=int, default=8, help="the largest groups shown")
     args = parser.parse_args(argv)
@@ -51,9 +83,8 @@ def main(argv=None):
     pairs, docs = prefs.load_or_make(run_dir, cfg, splits, enc, args.split), prefs.docs_of(splits, args.split)
     groups = [differing_facts(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
     oracle_prefers_a = pairs.score_a > pairs.score_b
-    shape = dataclasses.asdict(lm.model_config(cfg, enc))  # for rm_curves.py's models, which hold weights only
     for name in args.checkpoints:
-        model = reward.rm_from_checkpoint({"model_config": shape, **checkpoint.load(run_dir / name)}, cfg.device)
+        model = load_scorer(name, run_dir, cfg, enc)
         ra, rb = reward.score_pairs(model, enc, docs, pairs, device=cfg.device)
         right = ((ra >= rb) == oracle_prefers_a).tolist()
         by_group = collections.defaultdict(list)

@@ -18,6 +18,7 @@ import torch
 
 from warm_eval import report
 from warm_mini import checkpoint, config, data, prefs, reward, rl, tokenizer, world
+from warm_mini.model import GPT
 from warm_mini.ppo import PPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,20 +262,40 @@ def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     # weights only, as rm_curves.py leaves its models: the run's model_config fills in
     checkpoint.save({"model": checkpoint.load(run_dir / "rm" / "rm_0.pt")["model"]}, run_dir / "weights_only.pt")
     out = subprocess.run([sys.executable, "scripts/rm_errors.py", "--run-dir", str(run_dir), "rm/rm_0.pt", "warm/warm_2.pt",
-                          "weights_only.pt", "--groups", "1000"],
+                          "weights_only.pt", "sft", "--groups", "1000"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     n_val = len(prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt")))
     heads = [line for line in out.stdout.splitlines() if not line.startswith(" ")]
-    assert [h.split(":")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt", "weights_only.pt"]
+    assert [h.split(":")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt", "weights_only.pt", "sft"]
     assert all(f"of {n_val} val pairs" in h for h in heads)
     assert heads[0].split(":")[1] == heads[2].split(":")[1]  # the same model, the same accuracy
     probes = [line for line in out.stdout.splitlines() if line.startswith("  reference above a one-fact edit")]
     groups = [line.split() for line in out.stdout.splitlines() if line.startswith(" ") and line not in probes]
-    assert sum(int(g[1]) for g in groups) == 3 * n_val  # every pair in one group, for each model
-    assert len(probes) == 3 and probes[0] == probes[2]
+    assert sum(int(g[1]) for g in groups) == 4 * n_val  # every pair in one group, for each model
+    assert len(probes) == 4 and probes[0] == probes[2]
     shares = dict(re.findall(r"(\w+) ([01]\.\d\d)", probes[0].split(":")[1]))
     assert set(shares) == set(world.KEY_FACTS) and all(0 <= float(v) <= 1 for v in shares.values())
+
+
+def test_rm_errors_log_likelihood_is_the_policys_own_summed_logprob_of_the_summary():
+    """`rm_errors.py ... sft` orders pairs by log pi(y | x): checked against one unpadded forward pass per row."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rm_errors", ROOT / "scripts" / "rm_errors.py")
+    rm_errors = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rm_errors)
+    torch.manual_seed(0)
+    policy = GPT(config.ModelConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    sep, rows, expected = 3, [[7, 8, 9, 3, 11, 12, 13], [20, 3, 21, 22]], []
+    idx, mask = data.left_pad(rows, pad_id=0)
+    with torch.no_grad():
+        got = rm_errors.LogLikelihood(policy, sep)(idx, mask)
+        for row in rows:
+            logp = policy(torch.tensor([row]))[0][0].log_softmax(-1)  # (T, V)
+            start = row.index(sep)  # position start predicts the first summary token
+            expected.append(sum(logp[t, row[t + 1]].item() for t in range(start, len(row) - 1)))
+    torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=0)
 
 
 def test_memorisation_script_shares_the_sft_and_changes_only_the_reward_models_data(tiny_run, tmp_path):
