@@ -29,15 +29,42 @@ from warm_mini.train import train  # noqa: E402
 
 
 def cached_pairs(run_dir: Path, cfg, splits, enc, split: str) -> prefs.Pairs:
-    """The split's pairs for this recipe's settings, made once per (split, K, edits, documents, corruption)."""
+    """The split's pairs for this recipe's settings, made once per (split, K, edits, documents, corruption, label noise)."""
     n, k = prefs.split_size(cfg, split)
     edits = f"_e{cfg.rm.edited_per_doc}" if split == "train" else ""
-    path = run_dir / "curves" / "prefs" / f"{split}_k{k}{edits}_n{n}_c{cfg.rm.corrupt:g}.pt"
+    path = run_dir / "curves" / "prefs" / f"{split}_k{k}{edits}_n{n}_c{cfg.rm.corrupt:g}_tau{cfg.world.label_tau:g}.pt"
     if path.exists():
         return prefs.Pairs(**checkpoint.load(path))
     pairs = prefs.make_pairs(run_dir, cfg, splits, enc, split)
     checkpoint.save(pairs.__dict__, path)
     return pairs
+
+
+def reward_model(args, cfg, sft: dict) -> reward.RewardModel:
+    """The RM a recipe starts from: the SFT backbone and a fresh head; with --head-layers, new blocks on top.
+
+    An experiment, not the preset (docs/notebook.md): the SFT policy's own log-likelihood orders 0.90 to 0.93 of
+    the pairs, so the facts are in the backbone, and the new blocks give a last-token head room to read them.
+    Their output projections start at zero, so the features are the SFT's until fine-tuning changes them; their
+    init is the same for every --data-seed, as WARM's members would share it.
+    """
+    n = sft["model_config"]["n_layer"]
+    shape = ModelConfig(**{**sft["model_config"], "n_layer": n + args.head_layers})
+    with torch.random.fork_rng(enabled=args.head_layers > 0):  # without new blocks, the RNG runs on as it always did
+        if args.head_layers:
+            torch.manual_seed(cfg.seed)
+        model = reward.RewardModel(shape, dropout=args.dropout)
+    missing, unexpected = model.backbone.load_state_dict(sft["model"], strict=False)
+    assert not unexpected and all(k.startswith("blocks.") and int(k.split(".")[1]) >= n for k in missing), (missing, unexpected)
+    for j, block in enumerate(model.backbone.blocks[n:]):
+        if args.head_init == "copy":  # the SFT's own blocks again, in order: trained attention patterns, silenced
+            block.load_state_dict(model.backbone.blocks[j % n].state_dict())
+        for proj in (block.attn.proj, block.mlp.proj):
+            torch.nn.init.zeros_(proj.weight)
+    if args.freeze_sft:  # a deep probe: only the new blocks, the final norm and the head learn
+        for module in [model.backbone.tok_emb, *model.backbone.blocks[:n]]:
+            module.requires_grad_(False)
+    return model
 
 
 def run(args, cfg, run_dir: Path) -> None:
@@ -48,8 +75,7 @@ def run(args, cfg, run_dir: Path) -> None:
     pairs = {s: cached_pairs(run_dir, cfg, splits, enc, s) for s in ("train", "val", "ood")}
     docs = {"train": splits.train, "val": splits.val, "ood": splits.test}
     sft = checkpoint.load(lm.sft_snapshots(run_dir)[-1])
-    model = reward.RewardModel(ModelConfig(**sft["model_config"]), dropout=args.dropout)
-    model.backbone.load_state_dict(sft["model"])
+    model = reward_model(args, cfg, sft)
     if args.probe:
         model.head.load_state_dict(reward.linear_probe(model, enc, splits.train, pairs["train"], splits.val, pairs["val"],
                                                        cfg.rm.probe_steps, cfg.device))
@@ -75,7 +101,7 @@ def run(args, cfg, run_dir: Path) -> None:
     out.unlink(missing_ok=True)
     checkpoint.atomic_write_text(run_dir / "curves" / "meta" / f"{args.name}.json", json.dumps({
         "name": args.name, "argv": sys.argv[1:], "probe": args.probe, "dropout": args.dropout, "data_seed": data_seed,
-        "rm": dataclasses.asdict(cfg.rm), "rm_train": dataclasses.asdict(cfg.rm_train), "model": sft["model_config"],
+        "rm": dataclasses.asdict(cfg.rm), "rm_train": dataclasses.asdict(cfg.rm_train), "model": dataclasses.asdict(model.backbone.config),
         "train_pairs": len(pairs["train"]), "train_docs": len(set(pairs["train"].doc))}) + "\n")
     tcfg = dataclasses.replace(cfg.rm_train, eval_every=args.eval_every, ckpt_every=10**9, snapshot_every=0)
     comparisons = reward.comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, 1, data_seed)
@@ -114,6 +140,10 @@ def main(argv=None):
     parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
                         help="start from the linear probe's head (else a fresh N(0, 1/sqrt(d+1)) head)")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout of the RM backbone")
+    parser.add_argument("--head-layers", type=int, default=0, help="new transformer blocks between the SFT backbone and the head")
+    parser.add_argument("--head-init", choices=("fresh", "copy"), default="fresh",
+                        help="the new blocks' weights: a fresh init, or copies of the SFT's blocks (output projections zero either way)")
+    parser.add_argument("--freeze-sft", action="store_true", help="train only the new blocks, the final norm and the head")
     parser.add_argument("--data-seed", type=int, default=None,
                         help="seed of the training pairs' order (default: the run's seed): replicates of one recipe on the same pairs")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")

@@ -240,14 +240,20 @@ def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     torch.testing.assert_close(got, (control - oracle.mean) / oracle.std)
 
 
-def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run):
+@pytest.mark.parametrize("name, extra", [("t", []), ("top", ["--head-layers", "1", "--freeze-sft"])])
+def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
     """scripts/rm_curves.py, the experiment behind the cpu preset's reward-model recipe, on the tiny run's SFT."""
     run_dir = tiny_run[0]
-    out = subprocess.run([sys.executable, "scripts/rm_curves.py", "--run-dir", str(run_dir), "--name", "t", "--rm_train.steps", "4",
-                          "--eval-every", "2", "--rm.corrupt", "0.25", "--eval-pairs", "50"],
+    out = subprocess.run([sys.executable, "scripts/rm_curves.py", "--run-dir", str(run_dir), "--name", name, "--rm_train.steps", "4",
+                          "--eval-every", "2", "--rm.corrupt", "0.25", "--eval-pairs", "50", *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    evals = [r for r in checkpoint.read_jsonl(run_dir / "curves" / "t.jsonl") if "val/accuracy" in r]
+    if extra:  # one new block on top; the frozen SFT backbone is the SFT's, to the bit
+        sft, rm = checkpoint.load(run_dir / "sft" / "model.pt")["model"], checkpoint.load(run_dir / "curves" / "tmp" / name / "model.pt")["model"]
+        n = config.preset("tiny").model.n_layer
+        assert {k.split(".")[2] for k in rm if k.startswith("backbone.blocks.")} == {str(i) for i in range(n + 1)}
+        assert all(torch.equal(rm[f"backbone.{k}"], v) for k, v in sft.items() if k.startswith(("blocks.", "tok_emb.")))
+    evals = [r for r in checkpoint.read_jsonl(run_dir / "curves" / f"{name}.jsonl") if "val/accuracy" in r]
     assert [r["step"] for r in evals] == [2, 4]
     train = prefs.Pairs(**checkpoint.load(next((run_dir / "curves" / "prefs").glob("train_*.pt"))))
     pairs_per_step = config.preset("tiny").rm_train.batch_size * len(train) / len(set(train.doc))  # untied pairs per document
