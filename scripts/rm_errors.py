@@ -68,8 +68,12 @@ def load_scorer(name: str, run_dir: Path, cfg, enc):
     """A reward-model checkpoint (relative to the run directory), or `sft`: the final SFT policy's log-likelihood."""
     if name == "sft":
         return LogLikelihood(lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval(), enc.encode_single_token(world.SEP))
-    shape = dataclasses.asdict(lm.model_config(cfg, enc))  # for rm_curves.py's models, which hold weights only
-    return reward.rm_from_checkpoint({"model_config": shape, **checkpoint.load(run_dir / name)}, cfg.device)
+    state = checkpoint.load(run_dir / name)
+    if "model_config" not in state:  # rm_curves.py's models hold weights only: the run's shape, with any new blocks
+        shape = dataclasses.asdict(lm.model_config(cfg, enc))
+        shape["n_layer"] = 1 + max(int(k.split(".")[2]) for k in state["model"] if k.startswith("backbone.blocks."))
+        state["model_config"] = shape
+    return reward.rm_from_checkpoint(state, cfg.device)
 
 
 def main(argv=None):
