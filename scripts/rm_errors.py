@@ -9,10 +9,11 @@ alone check no fact but the number (see docs/notebook.md, the reward-model part)
     python scripts/rm_errors.py --run-dir runs/cpu rm/rm_0.pt warm/warm_6.pt
     python scripts/rm_errors.py --run-dir runs/cpu --split ood rm/rm_0.pt
     python scripts/rm_errors.py --run-dir runs/cpu curves/tmp/k4/model.pt     # the last model of rm_curves.py --name k4
-    python scripts/rm_errors.py --run-dir runs/cpu sft                        # the SFT policy's own log-likelihood
+    python scripts/rm_errors.py --run-dir runs/cpu sft sft:1                  # the SFT policy's own log-likelihood
 
 `sft` is not a reward model: it orders a pair by log pi_SFT(y | x), the summed log-probability the final SFT policy
-gives each summary. It shows what the backbone every reward model starts from already knows about the facts.
+gives each summary. It shows what the backbone every reward model starts from already knows about the facts;
+`sft:1` reads the policy's LM head after its first block only.
 
 A group such as `name+qty` holds the pairs where each summary gets a different one of those facts right
 (or one gets both): the oracle weighs a name 0.25 and a quantity 0.1, so it prefers the right name.
@@ -65,9 +66,13 @@ class LogLikelihood(torch.nn.Module):
 
 
 def load_scorer(name: str, run_dir: Path, cfg, enc):
-    """A reward-model checkpoint (relative to the run directory), or `sft`: the final SFT policy's log-likelihood."""
-    if name == "sft":
-        return LogLikelihood(lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval(), enc.encode_single_token(world.SEP))
+    """A reward-model checkpoint (relative to the run directory), or `sft`: the final SFT policy's log-likelihood;
+    `sft:L` reads its LM head after its first L blocks (the logit lens: where in the policy the facts are known)."""
+    if name.partition(":")[0] == "sft":
+        policy = lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval()
+        if ":" in name:
+            policy.blocks = policy.blocks[: int(name.partition(":")[2])]
+        return LogLikelihood(policy, enc.encode_single_token(world.SEP))
     state = checkpoint.load(run_dir / name)
     if "model_config" not in state:  # rm_curves.py's models hold weights only: the run's shape, with any new blocks
         shape = dataclasses.asdict(lm.model_config(cfg, enc))
@@ -78,7 +83,7 @@ def load_scorer(name: str, run_dir: Path, cfg, enc):
 
 def main(argv=None):
     parser = cli.build_parser(__doc__)
-    parser.add_argument("checkpoints", nargs="+", help="reward-model checkpoints, relative to --run-dir, or sft (see above)")
+    parser.add_argument("checkpoints", nargs="+", help="reward-model checkpoints, relative to --run-dir, or sft, sft:L (see above)")
     parser.add_argument("--split", choices=prefs.SPLITS, default="val")
     parser.add_argument("--groups", type=int, default=8, help="the largest groups shown")
     args = parser.parse_args(argv)

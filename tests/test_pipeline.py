@@ -271,18 +271,18 @@ def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     deeper = reward.RewardModel(config.ModelConfig(**{**shape, "n_layer": shape["n_layer"] + 1}))
     checkpoint.save({"model": deeper.state_dict()}, run_dir / "deeper.pt")  # as rm_curves.py --head-layers 1 leaves one
     out = subprocess.run([sys.executable, "scripts/rm_errors.py", "--run-dir", str(run_dir), "rm/rm_0.pt", "warm/warm_2.pt",
-                          "weights_only.pt", "sft", "deeper.pt", "--groups", "1000"],
+                          "weights_only.pt", "sft", "deeper.pt", "sft:1", "--groups", "1000"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     n_val = len(prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt")))
     heads = [line for line in out.stdout.splitlines() if not line.startswith(" ")]
-    assert [h.split(":")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt", "weights_only.pt", "sft", "deeper.pt"]
+    assert [h.split(": ")[0] for h in heads] == ["rm/rm_0.pt", "warm/warm_2.pt", "weights_only.pt", "sft", "deeper.pt", "sft:1"]
     assert all(f"of {n_val} val pairs" in h for h in heads)
     assert heads[0].split(":")[1] == heads[2].split(":")[1]  # the same model, the same accuracy
     probes = [line for line in out.stdout.splitlines() if line.startswith("  reference above a one-fact edit")]
     groups = [line.split() for line in out.stdout.splitlines() if line.startswith(" ") and line not in probes]
-    assert sum(int(g[1]) for g in groups) == 5 * n_val  # every pair in one group, for each model
-    assert len(probes) == 5 and probes[0] == probes[2]
+    assert sum(int(g[1]) for g in groups) == 6 * n_val  # every pair in one group, for each model
+    assert len(probes) == 6 and probes[0] == probes[2]
     shares = dict(re.findall(r"(\w+) ([01]\.\d\d)", probes[0].split(":")[1]))
     assert set(shares) == set(world.KEY_FACTS) and all(0 <= float(v) <= 1 for v in shares.values())
 
