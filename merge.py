@@ -9,7 +9,7 @@ corrupted and clean training labels), and linear mode connectivity (Fig. 3).
 import json
 
 from warm_eval import report, reward_models
-from warm_mini import averaging, checkpoint, cli, data, prefs, tokenizer, world
+from warm_mini import averaging, checkpoint, cli, data, lm, prefs, tokenizer, world
 from warm_mini.reward import normalise, pair_accuracy, ranked_reward_models, rm_from_checkpoint, rm_index, score_pairs
 
 
@@ -52,6 +52,11 @@ def main(argv=None):
     ceiling = {s: world_ceiling(cfg, pairs[s]) for s in ("val", "test", "ood")}
     print("labeler's own agreement with the noise-free oracle (the ceiling): "
           + ", ".join(f"{s} {v:.3f}" for s, v in ceiling.items()))
+    sft = lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval()
+    loglik = reward_models.LogLikelihood(sft, enc.encode_single_token(world.SEP))
+    sft_loglik = {s: pair_accuracy(*r, scorer.subset(s).label) for s, r in scorer.score(loglik, tuple(ceiling)).items()}
+    print("the SFT policy's own log-likelihood log pi(y | x), not a reward model (what every RM's backbone knows): "
+          + ", ".join(f"{s} {v:.3f}" for s, v in sft_loglik.items()))
 
     if args.soup:
         def val_accuracy(ckpt):
@@ -76,7 +81,7 @@ def main(argv=None):
             mid, diag = pts[0.5], reward_models.diagonal(pts, 0.5)
             print(f"  {name:14s} WA {pts[0.0]['WA']:.3f} -> {mid['WA']:.3f} -> {pts[1.0]['WA']:.3f} "
                   f"(diagonal {diag:.3f}, ENS at 0.5 {mid['ENS']:.3f})")
-    summary = {"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling}
+    summary = {"ranked": ranked, "val_accuracy": val_acc, "ms": ms, "ceiling": ceiling, "sft_loglik": sft_loglik}
     checkpoint.atomic_write_text(warm_dir / "summary.json", json.dumps(summary) + "\n")
     print(f"\nwrote {warm_dir}/warm_*.pt, accuracy.csv{', lmc.csv' if not args.no_lmc else ''}; "
           f"next: python rlhf.py --preset {cfg.preset} --run-dir {run_dir}")

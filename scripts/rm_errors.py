@@ -25,12 +25,10 @@ import random
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_mini import checkpoint, cli, data, lm, prefs, reward, world  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
-from warm_mini.model import sequence_logprobs  # noqa: E402
+from warm_eval import reward_models  # noqa: E402
 
 
 def differing_facts(doc: world.Document, a: str, b: str) -> str:
@@ -48,23 +46,6 @@ def edit_probe(model, enc, docs: list[world.Document], device: str) -> dict[str,
             for k, ids in edited.items()}
 
 
-class LogLikelihood(torch.nn.Module):
-    """log pi(y | x) of a policy behind the reward interface (left-padded rows: prompt, ending at SEP, then summary)."""
-
-    def __init__(self, policy, sep: int):
-        super().__init__()
-        self.policy, self.sep = policy, sep
-
-    def forward(self, idx, attention_mask):
-        prompts, summaries = zip(*reward.split_rows(idx, attention_mask, self.sep))
-        prompt, prompt_mask = data.left_pad([list(p) for p in prompts], pad_id=0)
-        n = max(map(len, summaries))
-        response = torch.tensor([list(y) + [0] * (n - len(y)) for y in summaries], device=idx.device)
-        response_mask = torch.tensor([[1] * len(y) + [0] * (n - len(y)) for y in summaries], device=idx.device)
-        logp = sequence_logprobs(self.policy, prompt.to(idx.device), prompt_mask.to(idx.device), response, response_mask)
-        return logp.sum(1)
-
-
 def load_scorer(name: str, run_dir: Path, cfg, enc):
     """A reward-model checkpoint (relative to the run directory), or `sft`: the final SFT policy's log-likelihood;
     `sft:L` reads its LM head after its first L blocks (the logit lens: where in the policy the facts are known)."""
@@ -72,7 +53,7 @@ def load_scorer(name: str, run_dir: Path, cfg, enc):
         policy = lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval()
         if ":" in name:
             policy.blocks = policy.blocks[: int(name.partition(":")[2])]
-        return LogLikelihood(policy, enc.encode_single_token(world.SEP))
+        return reward_models.LogLikelihood(policy, enc.encode_single_token(world.SEP))
     state = checkpoint.load(run_dir / name)
     if "model_config" not in state:  # rm_curves.py's models hold weights only: the run's shape, with any new blocks
         shape = dataclasses.asdict(lm.model_config(cfg, enc))

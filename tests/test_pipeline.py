@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from warm_eval import report
+from warm_eval import report, reward_models
 from warm_mini import checkpoint, config, data, prefs, reward, rl, tokenizer, world
 from warm_mini.model import GPT
 from warm_mini.ppo import PPOTrainer
@@ -95,7 +95,10 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
 
     # The merged checkpoint is an ordinary RM checkpoint whose weights are the top-2 average.
     warm = checkpoint.load(run_dir / "warm" / "warm_2.pt")
-    ranked = json.loads((run_dir / "warm" / "summary.json").read_text())["ranked"]
+    summary = json.loads((run_dir / "warm" / "summary.json").read_text())
+    ranked = summary["ranked"]
+    assert set(summary["sft_loglik"]) == {"val", "test", "ood"} and all(0 <= v <= 1 for v in summary["sft_loglik"].values())
+    assert "the SFT policy's own log-likelihood" in tiny_run[2]
     members = [checkpoint.load(run_dir / "rm" / f"rm_{i}.pt")["model"] for i in ranked[:2]]
     key = "head.weight"
     torch.testing.assert_close(warm["model"][key], (members[0][key] + members[1][key]) / 2)
@@ -287,19 +290,15 @@ def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     assert set(shares) == set(world.KEY_FACTS) and all(0 <= float(v) <= 1 for v in shares.values())
 
 
-def test_rm_errors_log_likelihood_is_the_policys_own_summed_logprob_of_the_summary():
-    """`rm_errors.py ... sft` orders pairs by log pi(y | x): checked against one unpadded forward pass per row."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rm_errors", ROOT / "scripts" / "rm_errors.py")
-    rm_errors = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rm_errors)
+def test_log_likelihood_is_the_policys_own_summed_logprob_of_the_summary():
+    """merge.py's and `rm_errors.py ... sft`'s reference orders pairs by log pi(y | x): checked against one
+    unpadded forward pass per row."""
     torch.manual_seed(0)
     policy = GPT(config.ModelConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
     sep, rows, expected = 3, [[7, 8, 9, 3, 11, 12, 13], [20, 3, 21, 22]], []
     idx, mask = data.left_pad(rows, pad_id=0)
     with torch.no_grad():
-        got = rm_errors.LogLikelihood(policy, sep)(idx, mask)
+        got = reward_models.LogLikelihood(policy, sep)(idx, mask)
         for row in rows:
             logp = policy(torch.tensor([row]))[0][0].log_softmax(-1)  # (T, V)
             start = row.index(sep)  # position start predicts the first summary token

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from warm_mini import averaging, checkpoint, data, prefs
 from warm_eval.report import pyplot, save_figure
-from warm_mini.reward import LMC_PAIRS, normalise, normaliser, pair_accuracy, rm_from_checkpoint, score_pairs
+from warm_mini.model import sequence_logprobs
+from warm_mini.reward import LMC_PAIRS, normalise, normaliser, pair_accuracy, rm_from_checkpoint, score_pairs, split_rows
 
 # Accuracy columns: what the paper's Fig. 4 compares.
 COLUMNS = {
@@ -34,7 +35,10 @@ class Scorer:
         return self.pairs[split].head(self.max_pairs)
 
     def rewards(self, ckpt: dict, split_names=prefs.SPLITS) -> dict:
-        model = rm_from_checkpoint(ckpt, self.device)
+        return self.score(rm_from_checkpoint(ckpt, self.device), split_names)
+
+    def score(self, model, split_names=prefs.SPLITS) -> dict:
+        """{split: (ra, rb)} from any module with the reward interface."""
         return {s: score_pairs(model, self.enc, prefs.docs_of(self.splits, s), self.subset(s), device=self.device) for s in split_names}
 
     def normalised(self, ckpt: dict) -> dict:
@@ -43,6 +47,26 @@ class Scorer:
         model = rm_from_checkpoint(ckpt, self.device)
         normalise(model, self.enc, self.splits.val, self.pairs["val"], self.device)
         return {**ckpt, "model": {k: v.cpu() for k, v in model.state_dict().items()}}
+
+
+class LogLikelihood(torch.nn.Module):
+    """log pi(y | x) of a policy behind the reward interface (left-padded rows: prompt, ending at SEP, then summary).
+
+    Not a reward model: never trained on a preference, it shows what the SFT backbone every RM starts from
+    already knows (merge.py prints its accuracy beside the labeler's ceiling)."""
+
+    def __init__(self, policy, sep: int):
+        super().__init__()
+        self.policy, self.sep = policy, sep
+
+    def forward(self, idx, attention_mask):
+        prompts, summaries = zip(*split_rows(idx, attention_mask, self.sep))
+        prompt, prompt_mask = data.left_pad([list(p) for p in prompts], pad_id=0)
+        n = max(map(len, summaries))
+        response = torch.tensor([list(y) + [0] * (n - len(y)) for y in summaries], device=idx.device)
+        response_mask = torch.tensor([[1] * len(y) + [0] * (n - len(y)) for y in summaries], device=idx.device)
+        logp = sequence_logprobs(self.policy, prompt.to(idx.device), prompt_mask.to(idx.device), response, response_mask)
+        return logp.sum(1)
 
 
 def accuracy_row(rewards: dict, scorer: Scorer) -> dict:
