@@ -43,8 +43,8 @@ def cached_pairs(run_dir: Path, cfg, splits, enc, split: str) -> prefs.Pairs:
 def reward_model(args, cfg, sft: dict) -> reward.RewardModel:
     """The RM a recipe starts from: the SFT backbone and a fresh head; with --head-layers, new blocks on top.
 
-    An experiment, not the preset (docs/notebook.md): the SFT policy's own log-likelihood orders 0.90 to 0.93 of
-    the pairs, so the facts are in the backbone, and the new blocks give a last-token head room to read them.
+    An experiment, not the preset (it helped little, docs/notebook.md): the SFT policy's own log-likelihood orders
+    0.90 to 0.93 of the pairs, so the facts are in the backbone, and new blocks give a last-token head room to read them.
     Their output projections start at zero, so the features are the SFT's until fine-tuning changes them; their
     init is the same for every --data-seed, as WARM's members would share it.
     """

@@ -252,7 +252,8 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     if extra:  # one new block on top; the frozen SFT backbone is the SFT's, to the bit
-        sft, rm = checkpoint.load(run_dir / "sft" / "model.pt")["model"], checkpoint.load(run_dir / "curves" / "tmp" / name / "model.pt")["model"]
+        sft = checkpoint.load(run_dir / "sft" / "model.pt")["model"]
+        rm = checkpoint.load(run_dir / "curves" / "tmp" / name / "model.pt")["model"]
         n = config.preset("tiny").model.n_layer
         assert {k.split(".")[2] for k in rm if k.startswith("backbone.blocks.")} == {str(i) for i in range(n + 1)}
         assert all(torch.equal(rm[f"backbone.{k}"], v) for k, v in sft.items() if k.startswith(("blocks.", "tok_emb.")))
