@@ -126,9 +126,10 @@ def plot(paths: list[Path], out: Path) -> None:
                 axes[row][col].plot([r[x] for r in evals], [r[f"{split}/accuracy"] for r in evals], "o-", ms=3, label=label)
     for row, split in enumerate(("validation", "OOD")):
         axes[row][0].set_ylabel(f"{split} accuracy")
-        for col, x in enumerate(("labeled pairs seen", "training seconds (as logged: jobs may share the cores)")):
+        for col, x in enumerate(("labeled pairs seen (thousands)", "training seconds (as logged: jobs may share the cores)")):
             axes[row][col].set_xlabel(x)
             axes[row][col].grid(alpha=0.3)
+        axes[row][0].xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}")  # whole counts overlap
     axes[0][0].legend(fontsize=8)
     save_figure(fig, out)
     print(f"wrote {out}")

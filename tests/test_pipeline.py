@@ -331,3 +331,19 @@ def test_memorisation_script_shares_the_sft_and_changes_only_the_reward_models_d
         agreement, _, unseen_acc, memorised, _ = map(float, cells)
         assert agreement == pytest.approx(flipped[model], abs=5e-4)
         assert memorised == pytest.approx(agreement - (1 - unseen_acc), abs=2e-3)
+
+
+def test_edit_surprise_finds_the_edited_tokens_and_reports_every_fact(tiny_run):
+    """scripts/edit_surprise.py: where the SFT policy notices a one-fact edit."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import edit_surprise
+
+    assert edit_surprise.edited_span([1, 2, 3, 4, 5], [1, 2, 9, 9, 4, 5]) == (2, 3, 4)  # one token became two
+    assert edit_surprise.edited_span([1, 2, 3, 5], [1, 7, 3, 5]) == (1, 2, 2)
+    assert edit_surprise.edited_span([4, 4, 5], [4, 5]) == (1, 2, 1)  # a repeated token removed: the shared suffix stops at the start
+    out = subprocess.run([sys.executable, "scripts/edit_surprise.py", "--run-dir", str(tiny_run[0]), "--docs", "5"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == list(world.KEY_FACTS)
+    assert all(float(r[1]) >= 1 for r in rows)  # an edit changes at least one token
