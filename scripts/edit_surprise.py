@@ -54,15 +54,15 @@ def main(argv=None):
     docs = getattr(splits, args.split)[: args.docs]
     eot = [enc.encode_single_token(world.EOT)]
     rng = random.Random(0)
+    refs = [tok.encode(enc, doc.reference) + eot for doc in docs]  # in the document's own template, as its edits
+    ref_logprobs = [token_logprobs(policy, enc, doc, ref) for doc, ref in zip(docs, refs)]
     print(f"{'fact':8s} {'tokens edited':>14s} {'drop at the edit':>17s} {'drop at the next token':>23s}")
     for kind in world.KEY_FACTS:
         width, at_edit, after = [], [], []
-        for doc in docs:
-            t = doc.summary_template
-            ref = tok.encode(enc, world.reference_summary(doc, template=t)) + eot
-            edit = tok.encode(enc, world.edited_summary(doc, kind, rng, t)) + eot
+        for doc, ref, lp_ref in zip(docs, refs, ref_logprobs):
+            edit = tok.encode(enc, world.edited_summary(doc, kind, rng, doc.summary_template)) + eot
             start, end_ref, end_edit = edited_span(ref, edit)
-            lp_ref, lp_edit = token_logprobs(policy, enc, doc, ref), token_logprobs(policy, enc, doc, edit)
+            lp_edit = token_logprobs(policy, enc, doc, edit)
             width.append(end_edit - start)
             at_edit.append((lp_ref[start:end_ref].sum() - lp_edit[start:end_edit].sum()).item())
             after.append((lp_ref[end_ref] - lp_edit[end_edit]).item())  # the first shared token after the edit
