@@ -10,18 +10,19 @@ alone check no fact but the number (see docs/notebook.md, the reward-model part)
     python scripts/rm_errors.py --run-dir runs/cpu --split ood rm/rm_0.pt
     python scripts/rm_errors.py --run-dir runs/cpu curves/tmp/k4/model.pt     # the last model of rm_curves.py --name k4
     python scripts/rm_errors.py --run-dir runs/cpu sft sft:1                  # the SFT policy's own log-likelihood
+    python scripts/rm_errors.py --run-dir runs/cpu --by invented rm/rm_0.pt   # grouped by what the worse summary invents
 
 `sft` is not a reward model: it orders a pair by log pi_SFT(y | x), the summed log-probability the final SFT policy
 gives each summary. It shows what the backbone every reward model starts from already knows about the facts;
 `sft:1` reads the policy's LM head after its first block only.
 
 A group such as `name+qty` holds the pairs where each summary gets a different one of those facts right
-(or one gets both): the oracle weighs a name 0.25 and a quantity 0.1, so it prefers the right name.
+(or one gets both): the oracle weighs a name 0.25 and a quantity 0.1, so it prefers the right name. With
+`--by invented`, a group such as `PLACE` holds the pairs whose worse summary invents a place the better one does not.
 """
 
 import collections
 import dataclasses
-import random
 import sys
 from pathlib import Path
 
@@ -37,13 +38,10 @@ def differing_facts(doc: world.Document, a: str, b: str) -> str:
     return "+".join(f for f in world.KEY_FACTS if ca.get(f, 0) != cb.get(f, 0)) or "none"
 
 
-def edit_probe(model, enc, docs: list[world.Document], device: str) -> dict[str, float]:
-    """Per key fact: the share of `docs` on which `model` scores the reference summary above its one-fact edit."""
-    rng, eot = random.Random(0), [enc.encode_single_token(world.EOT)]
-    reference = reward.score_summaries(model, enc, docs, [tok.encode(enc, d.reference) + eot for d in docs], device=device)
-    edited = {k: [tok.encode(enc, world.edited_summary(d, k, rng)) + eot for d in docs] for k in world.KEY_FACTS}
-    return {k: (reference > reward.score_summaries(model, enc, docs, ids, device=device)).float().mean().item()
-            for k, ids in edited.items()}
+def invented_by_worse(doc: world.Document, a: str, b: str, a_better: bool) -> str:
+    """The classes of the facts that the oracle's worse summary invents and the better one does not ('none' if none)."""
+    better, worse = (a, b) if a_better else (b, a)
+    return "+".join(sorted(set(world.invented_facts(doc, worse)) - set(world.invented_facts(doc, better)))) or "none"
 
 
 def load_scorer(name: str, run_dir: Path, cfg, enc):
@@ -66,13 +64,20 @@ def main(argv=None):
     parser = cli.build_parser(__doc__)
     parser.add_argument("checkpoints", nargs="+", help="reward-model checkpoints, relative to --run-dir, or sft, sft:L (see above)")
     parser.add_argument("--split", choices=prefs.SPLITS, default="val")
+    parser.add_argument("--by", choices=("facts", "invented"), default="facts",
+                        help="group pairs by the main-event facts the two summaries get differently right, or by the facts "
+                             "(PERSON, ROLE, NUM, ...) that the worse summary invents and the better does not")
     parser.add_argument("--groups", type=int, default=8, help="the largest groups shown")
     args = parser.parse_args(argv)
     cfg, run_dir = cli.resolve(args)
     splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
     pairs, docs = prefs.load_or_make(run_dir, cfg, splits, enc, args.split), prefs.docs_of(splits, args.split)
-    groups = [differing_facts(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
     oracle_prefers_a = pairs.score_a > pairs.score_b
+    texts = [(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
+    if args.by == "facts":
+        groups = [differing_facts(*t) for t in texts]
+    else:
+        groups = [invented_by_worse(*t, a_better) for t, a_better in zip(texts, oracle_prefers_a.tolist())]
     for name in args.checkpoints:
         model = load_scorer(name, run_dir, cfg, enc)
         ra, rb = reward.score_pairs(model, enc, docs, pairs, device=cfg.device)
@@ -84,7 +89,7 @@ def main(argv=None):
         for g, rs in sorted(by_group.items(), key=lambda kv: -len(kv[1]))[: args.groups]:
             print(f"  {g:32s} {len(rs):5d} pairs  {sum(rs) / len(rs):.3f}")
         probe_docs = docs[: prefs.split_size(cfg, args.split)[0]]
-        probe = edit_probe(model, enc, probe_docs, cfg.device)
+        probe = reward_models.edit_probe(model, enc, probe_docs, cfg.device)
         print(f"  reference above a one-fact edit, {len(probe_docs)} documents: " + ", ".join(f"{k} {v:.2f}" for k, v in probe.items()))
 
 

@@ -243,7 +243,10 @@ def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     torch.testing.assert_close(got, (control - oracle.mean) / oracle.std)
 
 
-@pytest.mark.parametrize("name, extra", [("t", []), ("top", ["--head-layers", "1", "--freeze-sft"])])
+EDITS_ONLY = ["--edits-only", "--edit-kinds", "role,place", "--one-kind-per-doc", "--rm.edited_per_doc", "2"]
+
+
+@pytest.mark.parametrize("name, extra", [("t", []), ("top", ["--head-layers", "1", "--freeze-sft"]), ("edits", EDITS_ONLY)])
 def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
     """scripts/rm_curves.py, the experiment behind the cpu preset's reward-model recipe, on the tiny run's SFT."""
     run_dir = tiny_run[0]
@@ -251,7 +254,7 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
                           "--eval-every", "2", "--rm.corrupt", "0.25", "--eval-pairs", "50", *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    if extra:  # one new block on top; the frozen SFT backbone is the SFT's, to the bit
+    if "--head-layers" in extra:  # one new block on top; the frozen SFT backbone is the SFT's, to the bit
         sft = checkpoint.load(run_dir / "sft" / "model.pt")["model"]
         rm = checkpoint.load(run_dir / "curves" / "tmp" / name / "model.pt")["model"]
         n = config.preset("tiny").model.n_layer
@@ -259,11 +262,21 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
         assert all(torch.equal(rm[f"backbone.{k}"], v) for k, v in sft.items() if k.startswith(("blocks.", "tok_emb.")))
     evals = [r for r in checkpoint.read_jsonl(run_dir / "curves" / f"{name}.jsonl") if "val/accuracy" in r]
     assert [r["step"] for r in evals] == [2, 4]
-    train = prefs.Pairs(**checkpoint.load(next((run_dir / "curves" / "prefs").glob("train_*.pt"))))
+    train_file = {"edits": "train_k0_e2_one_kinds-role-place_*.pt"}.get(name, "train_k3_*.pt")
+    train = prefs.Pairs(**checkpoint.load(next((run_dir / "curves" / "prefs").glob(train_file))))
     pairs_per_step = config.preset("tiny").rm_train.batch_size * len(train) / len(set(train.doc))  # untied pairs per document
     assert [r["pairs_seen"] for r in evals] == pytest.approx([2 * pairs_per_step, 4 * pairs_per_step])
     for r in evals:
         assert all(0.0 <= r[k] <= 1.0 for k in ("val/accuracy", "ood/accuracy", "train/accuracy", "train/flipped_agreement"))
+        assert {k for k in r if k.startswith("edits/")} == {f"edits/{k}" for k in world.KEY_FACTS}
+    if name == "edits":  # one kind per document: its two edits tie, so each pair is the reference against one edit
+        splits = data.load_world(config.preset("tiny"))
+        enc = tokenizer.load(data.tokenizer_path(run_dir))
+        assert sorted(collections.Counter(train.doc).values()) == [2] * len(set(train.doc))
+        for d, a, b, a_better in zip(train.doc, train.a, train.b, (train.score_a > train.score_b).tolist()):
+            better, worse = (tokenizer.decode(enc, x) for x in ((a, b) if a_better else (b, a)))
+            facts = {f for f in world.KEY_FACTS if world.fact_credit(splits.train[d], worse).get(f) != 1}
+            assert world.quality(splits.train[d], better) == pytest.approx(1.0) and facts in ({"role"}, {"place"})
 
 
 def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
@@ -289,6 +302,13 @@ def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     assert len(probes) == 6 and probes[0] == probes[2]
     shares = dict(re.findall(r"(\w+) ([01]\.\d\d)", probes[0].split(":")[1]))
     assert set(shares) == set(world.KEY_FACTS) and all(0 <= float(v) <= 1 for v in shares.values())
+    out = subprocess.run([sys.executable, "scripts/rm_errors.py", "--run-dir", str(run_dir), "rm/rm_0.pt", "--by", "invented",
+                          "--groups", "1000"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[0] == heads[0]  # the same accuracy, grouped another way
+    invented = [line.split() for line in out.stdout.splitlines()[1:] if not line.startswith("  reference above")]
+    assert sum(int(g[1]) for g in invented) == n_val
+    assert all(g[0] == "none" or set(g[0].split("+")) <= {"PERSON", "ROLE", "ACTION", "NUM", "OBJ", "PLACE", "TIME"} for g in invented)
 
 
 def test_log_likelihood_is_the_policys_own_summed_logprob_of_the_summary():

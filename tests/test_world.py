@@ -115,7 +115,11 @@ def test_swapping_facts_beats_nothing_but_loses_to_the_truth():
         assert score(doc, DOCS[i - 1].reference + EOT) < swapped < score(doc, doc.reference + EOT)
 
 
+CLASS_OF = {"name": "PERSON", "role": "ROLE", "action": "ACTION", "qty": "NUM", "obj": "OBJ", "place": "PLACE", "time": "TIME"}
+
+
 def test_an_edited_summary_loses_exactly_the_edited_fact():
+    """... and invents exactly one fact, of its kind's class (what rm_errors.py --by invented groups by)."""
     rng = random.Random(0)
     for doc in DOCS[:50]:
         for kind in KINDS:
@@ -123,6 +127,8 @@ def test_an_edited_summary_loses_exactly_the_edited_fact():
                 edited = world.edited_summary(doc, kind, rng, template) + EOT
                 assert set(world.fact_credit(doc, edited)) == set(KINDS) - {kind}, (kind, edited)
                 assert score_components(doc, edited)["hallucination"] == -world.HALLUCINATION_PENALTY, edited
+                assert world.invented_facts(doc, edited) == [CLASS_OF[kind]], edited
+        assert world.invented_facts(doc, doc.reference + EOT) == []
 
 
 def test_penalties_land_in_their_component():

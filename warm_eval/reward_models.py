@@ -1,19 +1,21 @@
-"""How single RMs, ENS and WARM are judged: pairwise accuracy by split (the paper's Fig. 4) and linear
-mode connectivity along (1-λ)·φ1 + λ·φ2 (Fig. 3).
+"""How single RMs, ENS and WARM are judged: pairwise accuracy by split (the paper's Fig. 4), linear
+mode connectivity along (1-λ)·φ1 + λ·φ2 (Fig. 3), and which facts a reward model checks (one-fact edits).
 
 Every reward model is scored once per split; ENS of any subset is then the mean of its members' stored
 rewards (exactly what averaging.Ensemble computes), so a table with many ENS rows costs nothing extra.
 """
 
+import random
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from warm_mini import averaging, checkpoint, data, prefs
+from warm_mini import averaging, checkpoint, data, prefs, world
+from warm_mini import tokenizer as tok
 from warm_eval.report import pyplot, save_figure
 from warm_mini.model import sequence_logprobs
-from warm_mini.reward import LMC_PAIRS, normalise, normaliser, pair_accuracy, rm_from_checkpoint, score_pairs, split_rows
+from warm_mini.reward import LMC_PAIRS, normalise, normaliser, pair_accuracy, rm_from_checkpoint, score_pairs, score_summaries, split_rows
 
 # Accuracy columns: what the paper's Fig. 4 compares.
 COLUMNS = {
@@ -67,6 +69,15 @@ class LogLikelihood(torch.nn.Module):
         response_mask = torch.tensor([[1] * len(y) + [0] * (n - len(y)) for y in summaries], device=idx.device)
         logp = sequence_logprobs(self.policy, prompt.to(idx.device), prompt_mask.to(idx.device), response, response_mask)
         return logp.sum(1)
+
+
+def edit_probe(model, enc, docs: list[world.Document], device: str) -> dict[str, float]:
+    """Per key fact: the share of `docs` on which `model` scores the reference summary above its one-fact edit."""
+    rng, eot = random.Random(0), [enc.encode_single_token(world.EOT)]
+    reference = score_summaries(model, enc, docs, [tok.encode(enc, d.reference) + eot for d in docs], device=device)
+    edited = {k: [tok.encode(enc, world.edited_summary(d, k, rng)) + eot for d in docs] for k in world.KEY_FACTS}
+    return {k: (reference > score_summaries(model, enc, docs, ids, device=device)).float().mean().item()
+            for k, ids in edited.items()}
 
 
 def accuracy_row(rewards: dict, scorer: Scorer) -> dict:

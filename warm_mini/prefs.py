@@ -105,12 +105,14 @@ def untied_pairs(scores: list[list[float]], first_only: bool) -> list[tuple[int,
     return list(first.values())
 
 
-def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
+def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str,
+               kinds: tuple[str, ...] = world.KEY_FACTS, one_kind: bool = False) -> Pairs:
     """K summaries per document (K = rm.summaries_per_doc for training, 3 elsewhere), each from a policy
     drawn on its own (so that they often differ in quality), and the untied pairs of them labeled by the
     world's labeler: all of them for training, the first of each document for evaluation. Training documents
     also get their reference and E = rm.edited_per_doc one-fact edits of it (in one random template): each edit
-    differs from the reference in one fact only, a pair no reward model can order without checking that fact."""
+    differs from the reference in one fact only, a pair no reward model can order without checking that fact
+    (`kinds`, `one_kind`: see add_edits; scripts/rm_curves.py varies them)."""
     n_docs, k = split_size(cfg, split)
     docs = docs_of(splits, split)[:n_docs]
     n = len(docs)
@@ -126,12 +128,24 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
             for i, text in zip(idx, texts):
                 summaries[i][side] = text
     if split == "train" and cfg.rm.edited_per_doc:
-        edit_rng = random.Random(f"{cfg.seed}:{split}:edits")  # its own stream: the samples above stay as they were
-        for doc, summ in zip(docs, summaries):
-            t = edit_rng.randrange(len(world.SUMMARY_TEMPLATES))
-            kinds = edit_rng.sample(world.KEY_FACTS, cfg.rm.edited_per_doc)
-            reference_and_edits = [world.reference_summary(doc, template=t)] + [world.edited_summary(doc, k, edit_rng, t) for k in kinds]
-            summ += [s + world.EOT for s in reference_and_edits]
+        add_edits(cfg, docs, summaries, kinds, one_kind)
+    return labeled_pairs(cfg, split, docs, summaries, enc)
+
+
+def add_edits(cfg: Config, docs: list[world.Document], summaries: list[list[str]], kinds: tuple[str, ...] = world.KEY_FACTS,
+              one_kind: bool = False) -> None:
+    """Appends to each document's summaries its reference and E = rm.edited_per_doc one-fact edits of it, in one random
+    template: E different kinds drawn from `kinds`, or with `one_kind` E edits of one kind (they tie: no edit-vs-edit pair)."""
+    rng = random.Random(f"{cfg.seed}:train:edits")  # its own stream: the policy samples stay as they were
+    for doc, summ in zip(docs, summaries):
+        t = rng.randrange(len(world.SUMMARY_TEMPLATES))
+        chosen = [rng.choice(kinds)] * cfg.rm.edited_per_doc if one_kind else rng.sample(kinds, cfg.rm.edited_per_doc)
+        reference_and_edits = [world.reference_summary(doc, template=t)] + [world.edited_summary(doc, k, rng, t) for k in chosen]
+        summ += [s + world.EOT for s in reference_and_edits]
+
+
+def labeled_pairs(cfg: Config, split: str, docs: list[world.Document], summaries: list[list[str]], enc: tiktoken.Encoding) -> Pairs:
+    """The untied pairs of each document's summaries (all for training, the first elsewhere), labeled by the world's labeler."""
     scores = [[world.quality(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
     pairs = untied_pairs(scores, first_only=split != "train")

@@ -325,6 +325,12 @@ def fact_credit(doc: Document, summary: str) -> dict[str, float]:
     return _check_facts(doc, _units(summary.partition(EOT)[0])[2])[0]
 
 
+def invented_facts(doc: Document, summary: str) -> list[str]:
+    """The class (PERSON, ROLE, ACTION, NUM, OBJ, PLACE, TIME) of each fact in `summary` that `doc` never mentions."""
+    index = _index(doc)
+    return [_LEXICON.get(phrase, "NUM") for phrase in _units(summary.partition(EOT)[0])[2] if phrase not in index]
+
+
 def score_components(doc: Document, summary: str) -> dict[str, float]:
     """The oracle's score of `summary` (as generated, EOT included) split into named parts; `score` adds them.
 
