@@ -89,7 +89,9 @@ def run(args, cfg, run_dir: Path) -> None:
     docs = {"train": splits.train, "val": splits.val, "ood": splits.test}
     sft = checkpoint.load(lm.sft_snapshots(run_dir)[-1])
     model = reward_model(args, cfg, sft)
-    if args.probe:
+    if args.init:  # a curriculum: go on from an earlier recipe's reward model (its head included: no probe)
+        model.load_state_dict(checkpoint.load(run_dir / args.init)["model"])
+    elif args.probe:
         model.head.load_state_dict(reward.linear_probe(model, enc, splits.train, pairs["train"], splits.val, pairs["val"],
                                                        cfg.rm.probe_steps, cfg.device))
     pairs_per_step = cfg.rm_train.batch_size * len(pairs["train"]) / len(set(pairs["train"].doc))
@@ -163,6 +165,8 @@ def main(argv=None):
     parser.add_argument("--head-init", choices=("fresh", "copy"), default="fresh",
                         help="the new blocks' weights: a fresh init, or copies of the SFT's blocks (output projections zero either way)")
     parser.add_argument("--freeze-sft", action="store_true", help="train only the new blocks, the final norm and the head")
+    parser.add_argument("--init", type=Path, help="start from this rm_curves.py model (relative to --run-dir, of the same "
+                        "--head-layers) instead of the SFT weights and the probe's head: a curriculum, one recipe after another")
     parser.add_argument("--data-seed", type=int, default=None,
                         help="seed of the training pairs' order (default: the run's seed): replicates of one recipe on the same pairs")
     parser.add_argument("--edit-kinds", type=lambda s: s.split(","), default=list(world.KEY_FACTS), metavar="KIND[,KIND...]",

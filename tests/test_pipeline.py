@@ -279,6 +279,20 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
             assert world.quality(splits.train[d], better) == pytest.approx(1.0) and facts in ({"role"}, {"place"})
 
 
+def test_rm_curves_init_goes_on_from_an_earlier_recipes_model(tiny_run):
+    """--init (a curriculum) starts from the given model, head and new block included: at lr 1e-12 it ends where it began."""
+    run_dir = tiny_run[0]
+    common = [sys.executable, "scripts/rm_curves.py", "--run-dir", str(run_dir), "--rm_train.steps", "2", "--eval-every", "2",
+              "--eval-pairs", "20", "--edit-probe", "0", "--head-layers", "1"]
+    for extra in (["--name", "first"], ["--name", "then", "--init", "curves/tmp/first/model.pt", "--rm_train.lr", "1e-12"]):
+        out = subprocess.run(common + extra, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+    first, then = (checkpoint.load(run_dir / "curves" / "tmp" / n / "model.pt")["model"] for n in ("first", "then"))
+    sft = checkpoint.load(run_dir / "sft" / "model.pt")["model"]
+    assert not torch.equal(first["backbone.blocks.0.attn.qkv.weight"], sft["blocks.0.attn.qkv.weight"])  # it trained
+    assert first.keys() == then.keys() and all(torch.allclose(first[k], then[k], rtol=0, atol=1e-9) for k in first)
+
+
 def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     """scripts/rm_errors.py, the diagnostic that found the name blind spot."""
     run_dir = tiny_run[0]
