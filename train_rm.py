@@ -1,4 +1,4 @@
-"""Stage 1 of warm-mini: world -> tokenizer -> pretraining -> SFT -> preference pairs -> M reward models.
+"""Stage 1 of warm-mini: world -> tokenizer -> pretraining -> SFT -> preference pairs -> curriculum -> M reward models.
 
 Every stage writes into the run directory and is skipped when it has finished, so a killed run
 resumes where it stopped. Under torchrun --nproc_per_node=N train_rm.py ..., pretraining and SFT are
@@ -46,11 +46,13 @@ def main(argv=None):
     if args.until == "sft":
         return
 
-    pairs = train.rank_zero_first(lambda: {split: prefs.load_or_make(run_dir, cfg, splits, enc, split) for split in prefs.SPLITS})
+    names = (*prefs.SPLITS, "curriculum") if cfg.rm.curriculum_steps else prefs.SPLITS
+    pairs = train.rank_zero_first(lambda: {split: prefs.load_or_make(run_dir, cfg, splits, enc, split) for split in names})
     train_pairs = pairs["train"]
     say(f"preference pairs: {', '.join(f'{s} {len(p)}' for s, p in pairs.items())} (train: {len(set(train_pairs.doc))} documents "
-        f"x {cfg.rm.summaries_per_doc} samples, the reference and {cfg.rm.edited_per_doc} one-fact edits of it); "
-        f"{train_pairs.flipped.float().mean():.0%} of training labels flipped")
+        f"x {cfg.rm.summaries_per_doc} samples, the reference and {cfg.rm.edited_per_doc} one-fact edits of it"
+        + (f"; curriculum: {cfg.rm.curriculum_docs} references x {cfg.rm.curriculum_edits} edits" if cfg.rm.curriculum_steps else "")
+        + f"); {train_pairs.flipped.float().mean():.0%} of training labels flipped")
     reward.train_reward_models(run_dir, cfg, splits, enc, pairs)
     say(f"reward models in {run_dir / 'rm'}; next: python merge.py --preset {cfg.preset} --run-dir {run_dir}")
 

@@ -5,7 +5,7 @@ the final SFT weights of a finished run (train_rm.py --until sft) with any --rm.
 on pairs of its own (cached in <run-dir>/curves/prefs/), and logs every --eval-every steps:
 
     python scripts/rm_curves.py --run-dir runs/exp/l2 --name kwise4 --rm.summaries_per_doc 4
-    python scripts/rm_curves.py --run-dir runs/exp/l2 --name role --edits-only --edit-kinds role --one-kind-per-doc   # one check alone
+    python scripts/rm_curves.py --run-dir runs/exp/l2 --name role --edits-only --edit-kinds role   # one check alone
     python scripts/rm_curves.py --plot runs/exp/l2/curves/*.jsonl --out docs/rm_curves.png [--metrics edits/role ...]
 
 Each record of <run-dir>/curves/<name>.jsonl: step, pairs_seen, seconds (training only), loss and, at
@@ -26,7 +26,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_mini import checkpoint, cli, data, lm, prefs, reward, tokenizer, world  # noqa: E402
-from warm_mini.config import ModelConfig  # noqa: E402
 from warm_eval import reward_models  # noqa: E402
 from warm_eval.report import pyplot, save_figure  # noqa: E402
 from warm_mini.train import train  # noqa: E402
@@ -38,42 +37,31 @@ def cached_pairs(run_dir: Path, cfg, splits, enc, split: str, args) -> prefs.Pai
     edits = ""
     if split == "train":
         k = 0 if args.edits_only else k
-        edits = f"_e{cfg.rm.edited_per_doc}" + ("_one" if args.one_kind_per_doc else "")
+        edits = f"_e{cfg.rm.edited_per_doc}" + ("_one" if cfg.rm.one_kind_per_doc else "")
         edits += "" if args.edit_kinds == list(world.KEY_FACTS) else "_kinds-" + "-".join(args.edit_kinds)
     path = run_dir / "curves" / "prefs" / f"{split}_k{k}{edits}_n{n}_c{cfg.rm.corrupt:g}_tau{cfg.world.label_tau:g}.pt"
     if path.exists():
         return prefs.Pairs(**checkpoint.load(path))
     if split == "train" and args.edits_only:  # no policy sample: each document's reference and its edits alone
         docs, summaries = splits.train[:n], [[] for _ in range(n)]
-        prefs.add_edits(cfg, docs, summaries, args.edit_kinds, args.one_kind_per_doc)
+        prefs.add_edits(cfg, docs, summaries, cfg.rm.edited_per_doc, args.edit_kinds)
         pairs = prefs.labeled_pairs(cfg, split, docs, summaries, enc)
     else:
-        pairs = prefs.make_pairs(run_dir, cfg, splits, enc, split, args.edit_kinds, args.one_kind_per_doc)
+        pairs = prefs.make_pairs(run_dir, cfg, splits, enc, split, args.edit_kinds)
     checkpoint.save(pairs.__dict__, path)
     return pairs
 
 
 def reward_model(args, cfg, sft: dict) -> reward.RewardModel:
-    """The RM a recipe starts from: the SFT backbone and a fresh head; with --head-layers, new blocks on top.
-
-    An experiment, not the preset (it helped little, docs/notebook.md): the SFT policy's own log-likelihood orders
-    0.90 to 0.93 of the pairs, so the facts are in the backbone, and new blocks give a last-token head room to read them.
-    Their output projections start at zero, so the features are the SFT's until fine-tuning changes them; their
-    init is the same for every --data-seed, as WARM's members would share it.
-    """
+    """The RM a recipe starts from: the SFT backbone, --rm.head_layers new blocks (reward.sft_reward_model) and a
+    fresh head; --head-init and --freeze-sft try other starts for the new blocks."""
+    model = reward.sft_reward_model(sft, cfg.rm.head_layers, cfg.seed, args.dropout)
     n = sft["model_config"]["n_layer"]
-    shape = ModelConfig(**{**sft["model_config"], "n_layer": n + args.head_layers})
-    with torch.random.fork_rng(enabled=args.head_layers > 0):  # without new blocks, the RNG runs on as it always did
-        if args.head_layers:
-            torch.manual_seed(cfg.seed)
-        model = reward.RewardModel(shape, dropout=args.dropout)
-    missing, unexpected = model.backbone.load_state_dict(sft["model"], strict=False)
-    assert not unexpected and all(k.startswith("blocks.") and int(k.split(".")[1]) >= n for k in missing), (missing, unexpected)
-    for j, block in enumerate(model.backbone.blocks[n:]):
-        if args.head_init == "copy":  # the SFT's own blocks again, in order: trained attention patterns, silenced
+    if args.head_init == "copy":  # the SFT's own blocks again, in order: trained attention patterns, silenced
+        for j, block in enumerate(model.backbone.blocks[n:]):
             block.load_state_dict(model.backbone.blocks[j % n].state_dict())
-        for proj in (block.attn.proj, block.mlp.proj):
-            torch.nn.init.zeros_(proj.weight)
+            for proj in (block.attn.proj, block.mlp.proj):
+                torch.nn.init.zeros_(proj.weight)
     if args.freeze_sft:  # a deep probe: only the new blocks, the final norm and the head learn
         for module in [model.backbone.tok_emb, *model.backbone.blocks[:n]]:
             module.requires_grad_(False)
@@ -161,18 +149,15 @@ def main(argv=None):
     parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
                         help="start from the linear probe's head (else a fresh N(0, 1/sqrt(d+1)) head)")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout of the RM backbone")
-    parser.add_argument("--head-layers", type=int, default=0, help="new transformer blocks between the SFT backbone and the head")
     parser.add_argument("--head-init", choices=("fresh", "copy"), default="fresh",
                         help="the new blocks' weights: a fresh init, or copies of the SFT's blocks (output projections zero either way)")
     parser.add_argument("--freeze-sft", action="store_true", help="train only the new blocks, the final norm and the head")
     parser.add_argument("--init", type=Path, help="start from this rm_curves.py model (relative to --run-dir, of the same "
-                        "--head-layers) instead of the SFT weights and the probe's head: a curriculum, one recipe after another")
+                        "--rm.head_layers) instead of the SFT weights and the probe's head: a curriculum, one recipe after another")
     parser.add_argument("--data-seed", type=int, default=None,
                         help="seed of the training pairs' order (default: the run's seed): replicates of one recipe on the same pairs")
     parser.add_argument("--edit-kinds", type=lambda s: s.split(","), default=list(world.KEY_FACTS), metavar="KIND[,KIND...]",
                         help=f"the kinds the reference's one-fact edits are drawn from (default: all of {','.join(world.KEY_FACTS)})")
-    parser.add_argument("--one-kind-per-doc", action="store_true",
-                        help="all of a document's edits are of one kind (they tie: no edit-vs-edit pairs)")
     parser.add_argument("--edits-only", action="store_true",
                         help="train on the reference and its edits alone, no policy samples: can a reward model learn those checks at all?")
     parser.add_argument("--edit-probe", type=int, default=200,
@@ -189,8 +174,8 @@ def main(argv=None):
     if not set(args.edit_kinds) <= set(world.KEY_FACTS):
         parser.error(f"--edit-kinds: kinds are {','.join(world.KEY_FACTS)}, not {','.join(args.edit_kinds)}")
     cfg, run_dir = cli.resolve(args)
-    if not args.one_kind_per_doc and cfg.rm.edited_per_doc > len(args.edit_kinds):
-        parser.error(f"{cfg.rm.edited_per_doc} edits of different kinds from {len(args.edit_kinds)} kinds: add --one-kind-per-doc")
+    if not cfg.rm.one_kind_per_doc and cfg.rm.edited_per_doc > len(args.edit_kinds):
+        parser.error(f"{cfg.rm.edited_per_doc} edits of different kinds from {len(args.edit_kinds)} kinds: set --rm.one_kind_per_doc true")
     if not lm.sft_snapshots(run_dir):
         raise SystemExit(f"error: no SFT snapshots in {run_dir}; run train_rm.py --until sft first")
     run(args, cfg, run_dir)

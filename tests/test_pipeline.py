@@ -64,7 +64,7 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
     for path in ["config.json", "tokenizer.tiktoken", "pretrain/model.pt", "sft/model.pt", "rm/probe.pt",
                  *[f"prefs/{s}.pt" for s in ("train", "val", "test", "ood")], *[f"rm/rm_{i}.pt" for i in range(4)]]:
         assert (run_dir / path).exists(), path
-    assert len(list((run_dir / "sft").glob("step_*.pt"))) >= 3  # the Baklava trajectory
+    assert len(list((run_dir / "sft").glob("step_*.pt"))) >= 3
     # K = 3 samples per training document, plus its reference and E = 3 one-fact edits of it, share their pairs;
     # the labeler abstains on ties
     cfg = config.preset("tiny")
@@ -81,6 +81,19 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
     assert len(set(split["val"].doc)) == len(split["val"]) <= cfg.rm.val_pairs  # one pair per document at most
     for line in (run_dir / "metrics" / "sft.jsonl").read_text().splitlines():
         assert math.isfinite(json.loads(line)["loss"])
+
+    # The curriculum: each document's reference above its E one-fact edits of one kind (they tie), no policy sample
+    curriculum = prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "curriculum.pt"))
+    assert sorted(collections.Counter(curriculum.doc).values()) == [cfg.rm.curriculum_edits] * cfg.rm.curriculum_docs
+    assert torch.maximum(curriculum.score_a, curriculum.score_b).min() > 0.99
+    # the RMs: SFT + new blocks, each started from one of the curriculum's last snapshots (Baklava), RM 0 from its end
+    sft_layers = checkpoint.load(run_dir / "sft" / "model.pt")["model_config"]["n_layer"]
+    rms = [checkpoint.load(run_dir / "rm" / f"rm_{i}.pt") for i in range(cfg.rm.n_models)]
+    starts = [str(p.relative_to(run_dir)) for p in sorted((run_dir / "rm" / "curriculum").glob("step_*.pt"))[-cfg.rm.baklava:]]
+    assert all(r["model_config"]["n_layer"] == sft_layers + cfg.rm.head_layers for r in rms)
+    assert {r["init"] for r in rms} <= set(starts)
+    assert rms[0]["init"] == starts[-1] == f"rm/curriculum/step_{cfg.rm.curriculum_steps:06d}.pt"
+    assert len(checkpoint.read_jsonl(run_dir / "metrics" / "rm_curriculum.jsonl")) == cfg.rm.curriculum_steps
 
     assert "pairwise accuracy" in merge_out and "greedy soup keeps" in merge_out
     rows = list(csv.DictReader(open(run_dir / "warm" / "accuracy.csv")))
@@ -126,6 +139,20 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
 
     # Everything finished is skipped on a second run.
     assert "finished earlier" in run("train_rm.py", run_dir)
+
+
+def test_without_curriculum_the_rms_start_from_sft_snapshots(tiny_run, tmp_path):
+    """--rm.curriculum_steps 0: the RMs start from the last SFT snapshots, each with the same new blocks and probed head."""
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run[0], run_dir, ignore=shutil.ignore_patterns("rm", "warm", "rm_*.jsonl"))
+    recorded = json.loads((run_dir / "config.json").read_text())
+    recorded["rm"] |= {"curriculum_steps": 0, "n_models": 2, "baklava": 2}
+    (run_dir / "config.json").write_text(json.dumps(recorded))
+    run("train_rm.py", run_dir, "--rm.curriculum_steps", "0", "--rm.n_models", "2", "--rm.baklava", "2")
+    snapshots = sorted((run_dir / "sft").glob("step_*.pt"))[-2:]
+    assert sorted(p.name for p in (run_dir / "rm" / "start").iterdir()) == [p.name for p in snapshots]
+    assert not (run_dir / "rm" / "curriculum").exists()
+    assert checkpoint.load(run_dir / "rm" / "rm_0.pt")["init"] == f"rm/start/{snapshots[-1].name}"
 
 
 LOGGED = ["objective/kl", "objective/proxy_reward", "objective/control_reward", "policy/entropy", "policy/clipfrac",
@@ -243,10 +270,10 @@ def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     torch.testing.assert_close(got, (control - oracle.mean) / oracle.std)
 
 
-EDITS_ONLY = ["--edits-only", "--edit-kinds", "role,place", "--one-kind-per-doc", "--rm.edited_per_doc", "2"]
+EDITS_ONLY = ["--edits-only", "--edit-kinds", "role,place", "--rm.edited_per_doc", "2"]
 
 
-@pytest.mark.parametrize("name, extra", [("t", []), ("top", ["--head-layers", "1", "--freeze-sft"]), ("edits", EDITS_ONLY)])
+@pytest.mark.parametrize("name, extra", [("t", []), ("top", ["--rm.head_layers", "1", "--freeze-sft"]), ("edits", EDITS_ONLY)])
 def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
     """scripts/rm_curves.py, the experiment behind the cpu preset's reward-model recipe, on the tiny run's SFT."""
     run_dir = tiny_run[0]
@@ -254,7 +281,7 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
                           "--eval-every", "2", "--rm.corrupt", "0.25", "--eval-pairs", "50", *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    if "--head-layers" in extra:  # one new block on top; the frozen SFT backbone is the SFT's, to the bit
+    if "--freeze-sft" in extra:  # one new block on top; the frozen SFT backbone is the SFT's, to the bit
         sft = checkpoint.load(run_dir / "sft" / "model.pt")["model"]
         rm = checkpoint.load(run_dir / "curves" / "tmp" / name / "model.pt")["model"]
         n = config.preset("tiny").model.n_layer
@@ -283,7 +310,7 @@ def test_rm_curves_init_goes_on_from_an_earlier_recipes_model(tiny_run):
     """--init (a curriculum) starts from the given model, head and new block included: at lr 1e-12 it ends where it began."""
     run_dir = tiny_run[0]
     common = [sys.executable, "scripts/rm_curves.py", "--run-dir", str(run_dir), "--rm_train.steps", "2", "--eval-every", "2",
-              "--eval-pairs", "20", "--edit-probe", "0", "--head-layers", "1"]
+              "--eval-pairs", "20", "--edit-probe", "0", "--rm.head_layers", "1"]
     for extra in (["--name", "first"], ["--name", "then", "--init", "curves/tmp/first/model.pt", "--rm_train.lr", "1e-12"]):
         out = subprocess.run(common + extra, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -300,7 +327,7 @@ def test_rm_errors_groups_pairs_by_the_facts_that_differ(tiny_run):
     checkpoint.save({"model": checkpoint.load(run_dir / "rm" / "rm_0.pt")["model"]}, run_dir / "weights_only.pt")
     shape = checkpoint.load(run_dir / "rm" / "rm_0.pt")["model_config"]
     deeper = reward.RewardModel(config.ModelConfig(**{**shape, "n_layer": shape["n_layer"] + 1}))
-    checkpoint.save({"model": deeper.state_dict()}, run_dir / "deeper.pt")  # as rm_curves.py --head-layers 1 leaves one
+    checkpoint.save({"model": deeper.state_dict()}, run_dir / "deeper.pt")  # as rm_curves.py --rm.head_layers 1 leaves one
     out = subprocess.run([sys.executable, "scripts/rm_errors.py", "--run-dir", str(run_dir), "rm/rm_0.pt", "warm/warm_2.pt",
                           "weights_only.pt", "sft", "deeper.pt", "sft:1", "--groups", "1000"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)

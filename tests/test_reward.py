@@ -1,5 +1,6 @@
 """Reward models: head, Bradley-Terry loss, last-token reading, linear probe, normaliser, diversity, batches."""
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -10,8 +11,10 @@ import torch
 from warm_mini import config, data, prefs, world
 from warm_mini import tokenizer as tok
 from warm_mini.config import ModelConfig
+from warm_mini.model import GPT
 from warm_mini.reward import (LMC_PAIRS, Centred, Comparisons, RewardModel, accuracy, bradley_terry_loss, comparison_batches, diversity,
-                              doc_of_prompt, linear_probe, normalise, pair_accuracy, rm_loss, score_pairs, score_summaries, split_rows)
+                              doc_of_prompt, linear_probe, normalise, pair_accuracy, rm_loss, score_pairs, score_summaries,
+                              sft_reward_model, split_rows)
 
 CFG = ModelConfig(vocab_size=300, block_size=64, n_layer=1, n_head=2, n_embd=16)
 
@@ -148,15 +151,35 @@ def test_comparison_batches_follow_the_seed(tiny_world):
 
 def test_the_first_rms_each_change_one_thing_from_rm_0():
     cfg = config.preset("cpu")
-    snaps = [Path(f"step_{s:06d}.pt") for s in (250, 500, 750, 1000, 1250, 1500)]
-    recipes = [diversity(cfg, i, snaps) for i in range(cfg.rm.n_models)]
+    starts = [Path("rm/curriculum") / f"step_{s:06d}.pt" for s in (800, 900, 1000)]
+    recipes = [diversity(cfg, i, starts) for i in range(cfg.rm.n_models)]
     for name, (a, b) in LMC_PAIRS.items():
         if a == b:
             continue
         differ = {k for k in ("lr", "dropout", "init") if recipes[a][k] != recipes[b][k]}
         assert differ == {"data order": set(), "learning rate": {"lr"}, "Baklava init": {"init"}}[name], name
     assert len({r["data_seed"] for r in recipes}) == len(recipes)
-    assert {r["init"] for r in recipes} <= {s.name for s in snaps[-cfg.rm.baklava:]}
+    assert {r["init"] for r in recipes} <= set(map(str, starts)) and recipes[0]["init"] == str(starts[-1])
+
+
+def test_new_blocks_on_the_sft_backbone_start_silent_and_shared():
+    """sft_reward_model: with zero output projections the new blocks pass the SFT's features through unchanged,
+    and their init depends on the seed alone (every RM of a run shares it), not on the caller's random stream."""
+    torch.manual_seed(0)
+    shape = ModelConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=16)
+    sft_model = GPT(shape).eval()
+    sft = {"model": sft_model.state_dict(), "model_config": dataclasses.asdict(shape)}
+    rm = sft_reward_model(sft, head_layers=2, seed=3).eval()
+    assert len(rm.backbone.blocks) == 4
+    idx = torch.randint(0, 64, (3, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(rm.features(idx), sft_model.hidden_states(idx)[:, -1])
+    state = torch.random.get_rng_state()
+    again, other = sft_reward_model(sft, 2, seed=3), sft_reward_model(sft, 2, seed=4)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    new = "backbone.blocks.3.attn.qkv.weight"
+    assert torch.equal(rm.state_dict()[new], again.state_dict()[new]) and not torch.equal(rm.state_dict()[new], other.state_dict()[new])
+    assert rm.state_dict()["backbone.blocks.3.mlp.proj.weight"].abs().sum() == 0
 
 
 def test_chosen_rejected_follow_the_labels():

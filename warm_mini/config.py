@@ -111,8 +111,18 @@ class RMConfig:
     """each RM's learning rate is rm_train.lr times one of these, comma separated (the paper: 1e-5, 4e-5, 1e-4)"""
     dropout_choices: str = "0.0"
     """dropout rates the RMs draw from, comma separated (the paper: 0.05, 0.1; 0 here: at this size 0.05 cost 0.06-0.08 accuracy)"""
+    one_kind_per_doc: bool = True
+    """all of a training document's edits are of one fact kind (they tie, so each pair is the reference against one edit)"""
+    head_layers: int = 2
+    """new transformer blocks between the SFT backbone and the head, output projections zero (the SFT's features at first)"""
+    curriculum_steps: int = 600
+    """steps of the shared first phase on one-fact edits alone, before the M fine-tunings (0 = none: they start from SFT)"""
+    curriculum_docs: int = 9000
+    """training documents of the curriculum, each giving its reference and `curriculum_edits` one-fact edits of it"""
+    curriculum_edits: int = 7
+    """one-fact edits of each curriculum document's reference"""
     baklava: int = 3
-    """RM backbones start from the last this-many SFT snapshots (Baklava); 1 = all from the final SFT"""
+    """RMs start from the last this-many snapshots of the shared trajectory (Baklava): the curriculum's, else SFT's; 1 = one start"""
     probe_steps: int = 300
     """full-batch steps fitting the shared linear head on frozen SFT features"""
 
@@ -206,8 +216,8 @@ class Config:
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250,
                                                                  ckpt_every=250, snapshot_every=250))
     rm: RMConfig = field(default_factory=RMConfig)
-    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
-                                                                      eval_every=300, ckpt_every=100, snapshot_every=150))
+    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
+                                                                      eval_every=200, ckpt_every=100, snapshot_every=100))
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rlhf: RLHFConfig = field(default_factory=lambda: RLHFConfig(init_step=1500))  # the final SFT policy leaves PPO no room
 
@@ -222,7 +232,8 @@ def preset(name: str) -> Config:
             model=ModelConfig(block_size=320, n_layer=2, n_head=2, n_embd=32),
             pretrain=TrainConfig(steps=60, batch_size=8, warmup_steps=10, eval_every=20, ckpt_every=20),
             sft=TrainConfig(steps=40, batch_size=8, lr=1e-3, warmup_steps=5, eval_every=20, ckpt_every=20, snapshot_every=10),
-            rm=RMConfig(n_models=4, train_docs=200, summaries_per_doc=3, val_pairs=20, test_pairs=20, ood_pairs=20, probe_steps=50),
+            rm=RMConfig(n_models=4, train_docs=200, summaries_per_doc=3, val_pairs=20, test_pairs=20, ood_pairs=20, probe_steps=50,
+                        curriculum_steps=10, curriculum_docs=200),
             rm_train=TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup_steps=2, weight_decay=0.0, eval_every=5, ckpt_every=5,
                                  snapshot_every=5),
             ppo=PPOConfig(iterations=6, batch_size=8, minibatch_size=4, epochs=2),
@@ -241,7 +252,7 @@ def preset(name: str) -> Config:
             pretrain=TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, compile=True),
             sft=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, ckpt_every=500, snapshot_every=500,
                             compile=True),
-            rm=RMConfig(n_models=10, train_docs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000),
+            rm=RMConfig(n_models=10, train_docs=20_000, val_pairs=1000, test_pairs=1000, ood_pairs=1000, curriculum_docs=50_000),
             rm_train=TrainConfig(steps=600, batch_size=64, lr=1e-4, warmup_steps=50, weight_decay=0.0, eval_every=200, ckpt_every=200,
                                  snapshot_every=300, compile=True),
             ppo=PPOConfig(iterations=400, batch_size=128, minibatch_size=32, lr=5e-5),

@@ -1,7 +1,8 @@
 """The policy before RL: pretraining on the world's text, then SFT on document -> summary.
 
 Both stages run the shared loop in `train.py`; a finished stage (its model.pt exists) is loaded, not
-retrained. SFT keeps snapshots along its trajectory: Baklava initialises reward models from them.
+retrained. SFT keeps snapshots along its trajectory: the preference pairs are sampled from them, RL may
+start from one, and with no reward-model curriculum Baklava initialises reward models from them.
 """
 
 import dataclasses

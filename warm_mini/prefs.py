@@ -9,6 +9,9 @@ Splits (each from its own documents):
     test    the same policies on test documents, one pair each: in distribution
     ood     shifted policies on test documents, one pair each: the pretrained-only model, and SFT at a high
             temperature
+and, apart from the splits that merge.py scores every reward model on:
+    curriculum   the reference of each of `--rm.curriculum_docs` training documents and `--rm.curriculum_edits`
+            one-fact edits of it, no policy sample: the shared first phase of reward-model training
 The labeler compares the oracle's unclipped quality and abstains on ties: two summaries of equal quality (most
 often two wordings of a perfect summary) have no right answer, so their label would be a coin flip that no
 reward model can learn.
@@ -29,6 +32,8 @@ from warm_mini import tokenizer as tok
 from warm_mini.config import Config
 
 SPLITS = ("train", "val", "test", "ood")
+LABELED = (*SPLITS, "curriculum")  # every labeled set, each with its own labeler seed
+TRAINING = ("train", "curriculum")  # every untied pair labeled, labels corrupted at rm.corrupt
 
 
 @dataclass
@@ -60,7 +65,7 @@ class Pairs:
 
 
 def docs_of(splits: data.Splits, split: str) -> list[world.Document]:
-    return {"train": splits.train, "val": splits.val, "test": splits.test, "ood": splits.test}[split]
+    return {"train": splits.train, "val": splits.val, "test": splits.test, "ood": splits.test, "curriculum": splits.train}[split]
 
 
 def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
@@ -80,9 +85,12 @@ TIE = 1e-6  # oracle scores closer than this are equal (a score is a float sum)
 
 
 def split_size(cfg: Config, split: str) -> tuple[int, int]:
-    """(documents, summaries per document) of a split: K = rm.summaries_per_doc for training, 3 elsewhere."""
+    """(documents, policy samples per document) of a split: K = rm.summaries_per_doc for training, none for the
+    curriculum, 3 elsewhere."""
     if split == "train":
         return cfg.rm.train_docs, cfg.rm.summaries_per_doc
+    if split == "curriculum":
+        return cfg.rm.curriculum_docs, 0
     return getattr(cfg.rm, f"{split}_pairs"), EVAL_SUMMARIES
 
 
@@ -106,18 +114,19 @@ def untied_pairs(scores: list[list[float]], first_only: bool) -> list[tuple[int,
 
 
 def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str,
-               kinds: tuple[str, ...] = world.KEY_FACTS, one_kind: bool = False) -> Pairs:
+               kinds: tuple[str, ...] = world.KEY_FACTS) -> Pairs:
     """K summaries per document (K = rm.summaries_per_doc for training, 3 elsewhere), each from a policy
     drawn on its own (so that they often differ in quality), and the untied pairs of them labeled by the
     world's labeler: all of them for training, the first of each document for evaluation. Training documents
     also get their reference and E = rm.edited_per_doc one-fact edits of it (in one random template): each edit
     differs from the reference in one fact only, a pair no reward model can order without checking that fact
-    (`kinds`, `one_kind`: see add_edits; scripts/rm_curves.py varies them)."""
+    (`kinds`: see add_edits; scripts/rm_curves.py varies them). The curriculum's documents get their reference
+    and rm.curriculum_edits edits alone."""
     n_docs, k = split_size(cfg, split)
     docs = docs_of(splits, split)[:n_docs]
     n = len(docs)
     rng = random.Random(f"{cfg.seed}:{split}")
-    policies = _policies(run_dir, split)
+    policies = _policies(run_dir, split) if k else []
     which = [[rng.randrange(len(policies)) for _ in range(k)] for _ in range(n)]
     summaries = [[None] * k for _ in range(n)]
     for p, (path, temperature) in enumerate(tqdm(policies, desc=f"prefs/{split}", leave=False)):
@@ -127,19 +136,20 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
             texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + k * p + side, device=cfg.device)
             for i, text in zip(idx, texts):
                 summaries[i][side] = text
-    if split == "train" and cfg.rm.edited_per_doc:
-        add_edits(cfg, docs, summaries, kinds, one_kind)
+    edits = {"train": cfg.rm.edited_per_doc, "curriculum": cfg.rm.curriculum_edits}.get(split, 0)
+    if edits:
+        add_edits(cfg, docs, summaries, edits, kinds, stream=split)
     return labeled_pairs(cfg, split, docs, summaries, enc)
 
 
-def add_edits(cfg: Config, docs: list[world.Document], summaries: list[list[str]], kinds: tuple[str, ...] = world.KEY_FACTS,
-              one_kind: bool = False) -> None:
-    """Appends to each document's summaries its reference and E = rm.edited_per_doc one-fact edits of it, in one random
-    template: E different kinds drawn from `kinds`, or with `one_kind` E edits of one kind (they tie: no edit-vs-edit pair)."""
-    rng = random.Random(f"{cfg.seed}:train:edits")  # its own stream: the policy samples stay as they were
+def add_edits(cfg: Config, docs: list[world.Document], summaries: list[list[str]], n_edits: int,
+              kinds: tuple[str, ...] = world.KEY_FACTS, stream: str = "train") -> None:
+    """Appends to each document's summaries its reference and `n_edits` one-fact edits of it, in one random template:
+    different kinds drawn from `kinds`, or with rm.one_kind_per_doc all of one kind (they tie: no edit-vs-edit pair)."""
+    rng = random.Random(f"{cfg.seed}:{stream}:edits")  # its own stream: the policy samples stay as they were
     for doc, summ in zip(docs, summaries):
         t = rng.randrange(len(world.SUMMARY_TEMPLATES))
-        chosen = [rng.choice(kinds)] * cfg.rm.edited_per_doc if one_kind else rng.sample(kinds, cfg.rm.edited_per_doc)
+        chosen = [rng.choice(kinds)] * n_edits if cfg.rm.one_kind_per_doc else rng.sample(kinds, n_edits)
         reference_and_edits = [world.reference_summary(doc, template=t)] + [world.edited_summary(doc, k, rng, t) for k in chosen]
         summ += [s + world.EOT for s in reference_and_edits]
 
@@ -148,10 +158,10 @@ def labeled_pairs(cfg: Config, split: str, docs: list[world.Document], summaries
     """The untied pairs of each document's summaries (all for training, the first elsewhere), labeled by the world's labeler."""
     scores = [[world.quality(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
-    pairs = untied_pairs(scores, first_only=split != "train")
+    pairs = untied_pairs(scores, first_only=split not in TRAINING)
     score_a = torch.tensor([scores[i][s] for i, s, _ in pairs])
     score_b = torch.tensor([scores[i][t] for i, _, t in pairs])
-    corrupt = cfg.rm.corrupt if split == "train" else 0.0  # evaluation labels stay clean
+    corrupt = cfg.rm.corrupt if split in TRAINING else 0.0  # evaluation labels stay clean
     labels = world.Labeler(cfg.world.label_tau, corrupt, seed=split_seed(cfg.seed, split)).label(score_a.numpy(), score_b.numpy())
     return Pairs(
         doc=[i for i, _, _ in pairs],
@@ -164,7 +174,7 @@ def labeled_pairs(cfg: Config, split: str, docs: list[world.Document], summaries
 
 def split_seed(seed: int, split: str) -> int:
     """A seed per (run seed, split) that is the same in every process (str hashes are not)."""
-    return seed * 10 + SPLITS.index(split)
+    return seed * 10 + LABELED.index(split)
 
 
 def load_or_make(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:

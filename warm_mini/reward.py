@@ -193,6 +193,26 @@ def rm_from_checkpoint(ckpt: dict, device: str = "cpu") -> RewardModel:
     return model.to(device).eval()
 
 
+def sft_reward_model(sft: dict, head_layers: int, seed: int, dropout: float | None = None) -> RewardModel:
+    """A reward model on an SFT checkpoint: its backbone, `head_layers` new blocks on top, and a fresh head.
+
+    The SFT policy's own log-likelihood orders about 0.9 of the pairs, so the facts are in the backbone, but a
+    2-layer RM does not learn to read them out; new blocks give a last-token head that room (docs/notebook.md).
+    Their output projections start at zero, so the features are the SFT's until training changes them, and
+    their init depends on `seed` alone, so that every RM of a run shares it (one basin for WARM).
+    """
+    n = sft["model_config"]["n_layer"]
+    with torch.random.fork_rng():  # the caller's random stream runs on as if this were not here
+        torch.manual_seed(seed)
+        model = RewardModel(ModelConfig(**{**sft["model_config"], "n_layer": n + head_layers}), dropout)
+    missing, unexpected = model.backbone.load_state_dict(sft["model"], strict=False)
+    assert not unexpected and all(int(k.split(".")[1]) >= n for k in missing), (missing, unexpected)
+    for block in model.backbone.blocks[n:]:
+        for proj in (block.attn.proj, block.mlp.proj):
+            nn.init.zeros_(proj.weight)
+    return model
+
+
 def _pair_features(model: RewardModel, enc, docs, pairs, device: str):
     """Frozen features (N, C) of the chosen and of the rejected summary of every pair (by training labels)."""
     return packed_scores(model.features, enc, docs, Comparisons.of(pairs.doc, *pairs.chosen_rejected()), device=device)
@@ -244,16 +264,16 @@ def normalise(model: RewardModel, enc, docs, pairs, device: str) -> float:
     return pair_accuracy(ra, rb, pairs.label)
 
 
-def diversity(cfg: Config, i: int, snapshots: list[Path]) -> dict:
+def diversity(cfg: Config, i: int, starts: list[Path]) -> dict:
     """RM i's recipe: its own data order always; a learning rate (rm_train.lr times a multiplier), a dropout
-    and (Baklava) a backbone from the last `cfg.rm.baklava` SFT snapshots.
+    and (Baklava) a start among the shared trajectory's last snapshots (`starts`, oldest first).
 
     The first four RMs each change one thing from RM 0, so that they form the linear-mode-connectivity
     pairs of growing diversity (data order, learning rate, Baklava init); from RM 4 on, all is drawn.
     """
     lrs = [cfg.rm_train.lr * float(x) for x in cfg.rm.lr_multipliers.split(",")]
     dropouts = [float(x) for x in cfg.rm.dropout_choices.split(",")]
-    inits = [s.name for s in snapshots[-cfg.rm.baklava :]]
+    inits = [str(s) for s in starts]
     base = {"lr": lrs[len(lrs) // 2], "dropout": dropouts[len(dropouts) // 2], "init": inits[-1]}
     rng = random.Random(f"{cfg.seed}:rm:{i}")
     changes = {
@@ -277,43 +297,75 @@ def rm_path(run_dir: Path, i: int) -> Path:
     return Path(run_dir) / "rm" / f"rm_{i}.pt"
 
 
-def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pairs: dict) -> list[Path]:
-    """Linear probing once, then M diverse fine-tunings; under torchrun, rank r trains RMs r, r + N, ..."""
-    rank, world = dist_info()
-    run_dir = Path(run_dir)
-    snapshots = lm.sft_snapshots(run_dir)
-    final_sft = checkpoint.load(snapshots[-1])
-    base = ModelConfig(**final_sft["model_config"])
-    meta = {"model_config": dataclasses.asdict(base), "tokenizer": data.tokenizer_hash(run_dir)}
+def val_accuracy(model, enc, splits: data.Splits, pairs: dict) -> float:
+    """Agreement with the validation labels, which rank the RMs and pick the soup."""
+    return pair_accuracy(*score_pairs(model, enc, splits.val, pairs["val"], device=next(model.parameters()).device), pairs["val"].label)
 
+
+def shared_starts(run_dir: Path, cfg: Config, splits: data.Splits, enc, pairs: dict, meta: dict) -> list[Path]:
+    """The checkpoints the M reward models start from (relative to run_dir, oldest first), made once for all:
+
+    1. the final SFT backbone with rm.head_layers new blocks, and a head fitted by linear probing on the training pairs;
+    2. the curriculum: that model fine-tuned on the reference summaries and their one-fact edits alone, for
+       rm.curriculum_steps. Mixed with policy samples, the edits teach a small RM few of the seven fact checks;
+       alone, first, it learns six (docs/notebook.md). The starts are its last rm.baklava snapshots.
+    With no curriculum the starts are the last rm.baklava SFT snapshots, each with the same new blocks and head.
+    Every RM starting from shared weights keeps them in one basin, which is what lets WA work (Fig. 3 of the paper).
+    """
+    rank, _ = dist_info()
+    snapshots = lm.sft_snapshots(run_dir)
     probe_path = run_dir / "rm" / "probe.pt"
     if rank == 0 and not probe_path.exists():
-        torch.manual_seed(cfg.seed)  # the starting head must not depend on what ran earlier in this process
-        probe = RewardModel(base).to(cfg.device)
-        probe.backbone.load_state_dict(final_sft["model"])
-        head = linear_probe(probe, enc, splits.train, pairs["train"], splits.val, pairs["val"], cfg.rm.probe_steps, cfg.device)
-        ra, rb = score_pairs(_with_head(probe, head), enc, splits.val, pairs["val"], device=cfg.device)
-        tqdm.write(f"linear probe on frozen SFT features: val accuracy {pair_accuracy(ra, rb, pairs['val'].label):.3f}")
+        model = sft_reward_model(checkpoint.load(snapshots[-1]), cfg.rm.head_layers, cfg.seed).to(cfg.device)
+        head = linear_probe(model, enc, splits.train, pairs["train"], splits.val, pairs["val"], cfg.rm.probe_steps, cfg.device)
+        tqdm.write(f"linear probe on frozen SFT features: val accuracy {val_accuracy(_with_head(model, head), enc, splits, pairs):.3f}")
         checkpoint.save({"head": head}, probe_path)
     barrier()
-    head = checkpoint.load(probe_path)["head"]
 
-    def val_accuracy(model) -> float:
-        return pair_accuracy(*score_pairs(model, enc, splits.val, pairs["val"], device=cfg.device), pairs["val"].label)
+    def start_model(sft: Path) -> RewardModel:
+        return _with_head(sft_reward_model(checkpoint.load(sft), cfg.rm.head_layers, cfg.seed), checkpoint.load(probe_path)["head"])
+
+    if not cfg.rm.curriculum_steps:
+        starts = [Path("rm") / "start" / s.name for s in snapshots[-cfg.rm.baklava :]]
+        for sft, start in zip(snapshots[-cfg.rm.baklava :], starts):
+            if rank == 0 and not (run_dir / start).exists():
+                checkpoint.save({"model": start_model(sft).state_dict(), **meta}, run_dir / start)
+        barrier()
+        return starts
+
+    out = run_dir / "rm" / "curriculum"
+    if not (out / "model.pt").exists():  # data-parallel under torchrun: every process takes part
+        tcfg = dataclasses.replace(cfg.rm_train, steps=cfg.rm.curriculum_steps, snapshot_every=max(1, cfg.rm.curriculum_steps // 10))
+        batches = comparison_batches(enc, splits.train, pairs["curriculum"], tcfg.batch_size, tcfg.grad_accum, cfg.seed)
+        torch.manual_seed(cfg.seed)
+        train(start_model(snapshots[-1]), tcfg, batches, rm_loss, out, device=cfg.device, dtype=cfg.dtype,
+              eval_fn=lambda m: {"val/accuracy": val_accuracy(m, enc, splits, pairs)},
+              metrics_path=run_dir / "metrics" / "rm_curriculum.jsonl", desc="rm curriculum (one-fact edits)", extra_state=meta)
+    return [p.relative_to(run_dir) for p in sorted(out.glob("step_*.pt"))[-cfg.rm.baklava :]]
+
+
+def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pairs: dict) -> list[Path]:
+    """The shared starts (linear probing, the curriculum), then M diverse fine-tunings of the whole model on the
+    training pairs; under torchrun, rank r trains RMs r, r + N, ..."""
+    rank, world = dist_info()
+    run_dir = Path(run_dir)
+    sft_shape = checkpoint.load(lm.sft_snapshots(run_dir)[-1])["model_config"]
+    shape = ModelConfig(**{**sft_shape, "n_layer": sft_shape["n_layer"] + cfg.rm.head_layers})
+    meta = {"model_config": dataclasses.asdict(shape), "tokenizer": data.tokenizer_hash(run_dir)}
+    starts = shared_starts(run_dir, cfg, splits, enc, pairs, meta)
 
     for i in range(rank, cfg.rm.n_models, world):
         if rm_path(run_dir, i).exists():
             tqdm.write(f"rm {i}: finished earlier")
             continue
-        recipe = diversity(cfg, i, snapshots)
+        recipe = diversity(cfg, i, starts)
         torch.manual_seed(recipe["data_seed"])
-        model = RewardModel(base, dropout=recipe["dropout"])
-        model.backbone.load_state_dict(checkpoint.load(run_dir / "sft" / recipe["init"])["model"])
-        model.head.load_state_dict(head)
+        model = RewardModel(shape, dropout=recipe["dropout"])
+        model.load_state_dict(checkpoint.load(run_dir / recipe["init"])["model"])
         tcfg = dataclasses.replace(cfg.rm_train, lr=recipe["lr"])
         batches = comparison_batches(enc, splits.train, pairs["train"], tcfg.batch_size, tcfg.grad_accum, recipe["data_seed"])
         train(model, tcfg, batches, rm_loss, run_dir / "rm" / f"train_{i}", device=cfg.device, dtype=cfg.dtype,
-              eval_fn=lambda m: {"val/accuracy": val_accuracy(m)}, metrics_path=run_dir / "metrics" / f"rm_{i}.jsonl",
+              eval_fn=lambda m: {"val/accuracy": val_accuracy(m, enc, splits, pairs)}, metrics_path=run_dir / "metrics" / f"rm_{i}.jsonl",
               desc=f"rm {i} (lr {recipe['lr']:g}, dropout {recipe['dropout']:g}, init {recipe['init']})",
               extra_state={**meta, **recipe}, data_parallel=False)
         acc = normalise(model, enc, splits.val, pairs["val"], cfg.device)
