@@ -115,7 +115,7 @@ class RMConfig:
     """all of a training document's edits are of one fact kind (they tie, so each pair is the reference against one edit)"""
     head_layers: int = 2
     """new transformer blocks between the SFT backbone and the head, output projections zero (the SFT's features at first)"""
-    curriculum_steps: int = 600
+    curriculum_steps: int = 1000
     """steps of the shared first phase on one-fact edits alone, before the M fine-tunings (0 = none: they start from SFT)"""
     curriculum_docs: int = 9000
     """training documents of the curriculum, each giving its reference and `curriculum_edits` one-fact edits of it"""
@@ -216,8 +216,8 @@ class Config:
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2500, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=250,
                                                                  ckpt_every=250, snapshot_every=250))
     rm: RMConfig = field(default_factory=RMConfig)
-    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
-                                                                      eval_every=200, ckpt_every=100, snapshot_every=100))
+    rm_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, weight_decay=0.0,
+                                                                      eval_every=300, ckpt_every=100, snapshot_every=150))
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rlhf: RLHFConfig = field(default_factory=lambda: RLHFConfig(init_step=1500))  # the final SFT policy leaves PPO no room
 
