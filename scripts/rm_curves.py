@@ -7,7 +7,8 @@ on pairs of its own (cached in <run-dir>/curves/prefs/), and logs every --eval-e
     python scripts/rm_curves.py --run-dir runs/exp/l2 --name kwise4 --rm.summaries_per_doc 4
     python scripts/rm_curves.py --run-dir runs/exp/l2 --name role --edits-only --edit-kinds role   # one check alone
     # the cpu preset's two phases by hand: its curriculum (one-fact edits alone), then the mix from where it ended
-    python scripts/rm_curves.py --run-dir runs/exp/l2 --name cur --edits-only --rm.edited_per_doc 7 --rm.train_docs 9000 --rm_train.steps 1000
+    python scripts/rm_curves.py --run-dir runs/exp/l2 --name cur --edits-only \\
+        --rm.edited_per_doc 7 --rm.train_docs 9000 --rm_train.steps 1000
     python scripts/rm_curves.py --run-dir runs/exp/l2 --name cur_mix --init curves/tmp/cur/model.pt
     python scripts/rm_curves.py --plot runs/exp/l2/curves/*.jsonl --out docs/rm_curves.png [--metrics edits/role ...]
 
