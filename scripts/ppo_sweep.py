@@ -6,7 +6,8 @@ The experiment behind the cpu preset's PPO settings (see docs/notebook.md): run 
     python scripts/ppo_sweep.py runs/cpu/rlhf/*_kl* --out docs/ppo_sweep.png
 
 then read one panel per reward source (a line per β) and a table: each run's start, best and final
-held-out control reward, with the KL at each.
+held-out control reward, with the KL at each. Runs that differ in something other than β (a learning rate, say)
+take a name: `"lr 6e-4=runs/x/rlhf/rm5_kl0.05_5921f1"` draws that folder as the line "lr 6e-4".
 """
 
 import argparse
@@ -30,19 +31,26 @@ def source_and_beta(folder: Path) -> tuple[str, float]:
     return source, float(m["beta"])
 
 
+def named(arg: str) -> tuple[str | None, Path]:
+    """("lr 6e-4", folder) from "lr 6e-4=folder"; (None, folder) from a bare folder."""
+    name, sep, folder = arg.rpartition("=")
+    return (name, Path(folder)) if sep else (None, Path(arg))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="PPO run folders (rlhf/<source>_kl<β>_<hash>) with eval.jsonl")
+    parser.add_argument("runs", nargs="+", type=named,
+                        help="PPO run folders (rlhf/<source>_kl<β>_<hash>) with eval.jsonl, each as [NAME=]FOLDER")
     parser.add_argument("--out", type=Path, help="write the figure here (PNG)")
     args = parser.parse_args()
     panels, rows = {}, []
-    for folder in sorted(args.runs, key=source_and_beta):
+    for name, folder in sorted(args.runs, key=lambda run: (source_and_beta(run[1]), run[0] or "")):
         source, beta = source_and_beta(folder)
         evals = checkpoint.read_jsonl(folder / "eval.jsonl")
         kl, control = [e["eval/kl"] for e in evals], [e["eval/control_reward"] for e in evals]
-        panels.setdefault(source, {})[f"β = {beta:g}"] = (kl, control)
+        panels.setdefault(source, {})[name or f"β = {beta:g}"] = (kl, control)
         best = max(range(len(evals)), key=control.__getitem__)
-        rows.append({"β": beta, "source": source, "iterations": evals[-1]["iteration"], "start": control[0],
+        rows.append({"run": name or "", "β": beta, "source": source, "iterations": evals[-1]["iteration"], "start": control[0],
                      "best": control[best], "KL at best": kl[best], "final": control[-1], "final KL": kl[-1]})
     print(markdown_table(rows))
     if args.out:
