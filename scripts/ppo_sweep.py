@@ -8,6 +8,9 @@ The experiment behind the cpu preset's PPO settings (see docs/notebook.md): run 
 then read one panel per reward source (a line per β) and a table: each run's start, best and final
 held-out control reward, with the KL at each. Runs that differ in something other than β (a learning rate, say)
 take a name: `"lr 6e-4=runs/x/rlhf/rm5_kl0.05_5921f1"` draws that folder as the line "lr 6e-4".
+`--against iteration` plots the control reward against PPO iterations instead, and `--panels name` draws one
+panel per name with a line per source: the paper's Fig. 1b for each seed, from e.g.
+`"seed 1=runs/s1/rlhf/rm2_kl0.05_44ff34" "seed 1=runs/s1/rlhf/warm6_kl0.05_b24ae1" "seed 2=..."`.
 """
 
 import argparse
@@ -42,19 +45,27 @@ def main():
     parser.add_argument("runs", nargs="+", type=named,
                         help="PPO run folders (rlhf/<source>_kl<β>_<hash>) with eval.jsonl, each as [NAME=]FOLDER")
     parser.add_argument("--out", type=Path, help="write the figure here (PNG)")
+    parser.add_argument("--against", choices=("kl", "iteration"), default="kl",
+                        help="the figure's x axis: the held-out KL (Fig. 8) or the PPO iteration (Fig. 1b)")
+    parser.add_argument("--panels", choices=("source", "name"), default="source",
+                        help="one panel per reward source with a line per run (β or name), or one per name with a line per source")
     args = parser.parse_args()
     panels, rows = {}, []
     for name, folder in sorted(args.runs, key=lambda run: (source_and_beta(run[1]), run[0] or "")):
         source, beta = source_and_beta(folder)
         evals = checkpoint.read_jsonl(folder / "eval.jsonl")
         kl, control = [e["eval/kl"] for e in evals], [e["eval/control_reward"] for e in evals]
-        panels.setdefault(source, {})[name or f"β = {beta:g}"] = (kl, control)
+        xs = kl if args.against == "kl" else [e["iteration"] for e in evals]
+        line = name or f"β = {beta:g}"
+        panel, line = (source, line) if args.panels == "source" else (line, source)
+        panels.setdefault(panel, {})[line] = (xs, control)
         best = max(range(len(evals)), key=control.__getitem__)
         rows.append({"run": name or "", "β": beta, "source": source, "iterations": evals[-1]["iteration"], "start": control[0],
                      "best": control[best], "KL at best": kl[best], "final": control[-1], "final KL": kl[-1]})
     print(markdown_table(rows))
     if args.out:
-        made = line_panels(panels, "KL(policy || SFT), held out", "control reward, held out", args.out)
+        xlabel = "KL(policy || SFT), held out" if args.against == "kl" else "PPO iteration"
+        made = line_panels(panels, xlabel, "control reward, held out", args.out)
         print(f"figure: {args.out}" if made else "no figure: matplotlib is not installed")
 
 
