@@ -51,7 +51,11 @@ def main():
                         help="one panel per reward source with a line per run (β or name), or one per name with a line per source")
     args = parser.parse_args()
     panels, rows = {}, []
-    for name, folder in sorted(args.runs, key=lambda run: (source_and_beta(run[1]), run[0] or "")):
+    def order(run):  # panels, then lines, in reading order
+        source_beta, name = source_and_beta(run[1]), run[0] or ""
+        return (source_beta, name) if args.panels == "source" else (name, source_beta)
+
+    for name, folder in sorted(args.runs, key=order):
         source, beta = source_and_beta(folder)
         evals = checkpoint.read_jsonl(folder / "eval.jsonl")
         kl, control = [e["eval/kl"] for e in evals], [e["eval/control_reward"] for e in evals]
