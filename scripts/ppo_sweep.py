@@ -1,4 +1,4 @@
-"""Held-out control reward against KL for PPO runs at several KL coefficients: the figure that chooses β.
+"""Held-out control reward against KL (or iterations) of PPO runs at several KL coefficients: the figure that chooses β.
 
 The experiment behind the cpu preset's PPO settings (see docs/notebook.md): run rlhf.py with a sweep, e.g.
 
@@ -50,11 +50,12 @@ def main():
     parser.add_argument("--panels", choices=("source", "name"), default="source",
                         help="one panel per reward source with a line per run (β or name), or one per name with a line per source")
     args = parser.parse_args()
-    panels, rows = {}, []
+
     def order(run):  # panels, then lines, in reading order
         source_beta, name = source_and_beta(run[1]), run[0] or ""
         return (source_beta, name) if args.panels == "source" else (name, source_beta)
 
+    panels, rows = {}, []
     for name, folder in sorted(args.runs, key=order):
         source, beta = source_and_beta(folder)
         evals = checkpoint.read_jsonl(folder / "eval.jsonl")
