@@ -51,13 +51,13 @@ def main():
                         help="one panel per reward source with a line per run (β or name), or one per name with a line per source")
     args = parser.parse_args()
 
-    def order(run):  # panels, then lines, in reading order
-        source_beta, name = source_and_beta(run[1]), run[0] or ""
-        return (source_beta, name) if args.panels == "source" else (name, source_beta)
+    def reading_order(run):  # the panel first, then the line
+        name, source, beta, _ = run
+        return (source, beta, name) if args.panels == "source" else (name, source, beta)
 
+    runs = [(name or "", *source_and_beta(folder), folder) for name, folder in args.runs]
     panels, rows = {}, []
-    for name, folder in sorted(args.runs, key=order):
-        source, beta = source_and_beta(folder)
+    for name, source, beta, folder in sorted(runs, key=reading_order):
         evals = checkpoint.read_jsonl(folder / "eval.jsonl")
         kl, control = [e["eval/kl"] for e in evals], [e["eval/control_reward"] for e in evals]
         xs = kl if args.against == "kl" else [e["iteration"] for e in evals]
@@ -65,8 +65,9 @@ def main():
         panel, line = (source, line) if args.panels == "source" else (line, source)
         panels.setdefault(panel, {})[line] = (xs, control)
         best = max(range(len(evals)), key=control.__getitem__)
-        rows.append({"run": name or "", "β": beta, "source": source, "iterations": evals[-1]["iteration"], "start": control[0],
-                     "best": control[best], "KL at best": kl[best], "final": control[-1], "final KL": kl[-1]})
+        rows.append({"run": name, "β": beta, "source": source, "iterations": evals[-1]["iteration"], "start": control[0],
+                     "best": control[best], "best at iteration": evals[best]["iteration"], "KL at best": kl[best],
+                     "final": control[-1], "final KL": kl[-1]})
     print(markdown_table(rows))
     if args.out:
         xlabel = "KL(policy || SFT), held out" if args.against == "kl" else "PPO iteration"
