@@ -131,8 +131,8 @@ class RMConfig:
 class PPOConfig:
     """PPO against a reward model, with a per-token KL penalty to the SFT policy."""
 
-    iterations: int = 50
-    """rollouts, each followed by `epochs` passes of minibatch updates"""
+    iterations: int = 100
+    """rollouts, each followed by `epochs` passes of minibatch updates (100: the single RM rises, then collapses)"""
     batch_size: int = 32
     """prompts per rollout (the paper: 128)"""
     minibatch_size: int = 16
