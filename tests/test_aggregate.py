@@ -75,6 +75,9 @@ def test_seeds_line_up_by_role_with_mean_and_sd(runs):
     at = {(r["setting"], r["source"], r["kl"]): r for r in curve}
     assert at[("clean", "best RM", 1.0)]["mean"] == pytest.approx(0.05)  # halfway to KL 2, minus SFT's control
     assert {r["source"] for r in summary} == {"best RM", "WARM M=2"}
+    rise_and_fall = [(r["iteration"], r["mean"]) for r in aggregate.control_vs_iteration(loaded)
+                     if r["setting"] == "clean" and r["source"] == "best RM"]
+    assert rise_and_fall == [(0, 0.0), (5, pytest.approx(0.1)), (10, pytest.approx(-0.2))]  # minus each seed's start
 
     wins = {(r["setting"], r["a"], r["b"]): r for r in aggregate.win_rates(loaded)}
     assert wins[("clean", "WARM M=2 final", "best RM final")]["per seed"] == "0.500 0.520"
@@ -104,10 +107,10 @@ def test_results_are_written_with_the_command_that_made_them(runs, tmp_path):
     readme = aggregate.write_results(runs, out, "python scripts/aggregate.py s0 s1 c0")
     text = readme.read_text()
     assert "python scripts/aggregate.py s0 s1 c0" in text and "## Headline: ours against the paper" in text
-    for name in ("accuracy", "lmc", "bon", "control_vs_kl", "ppo_summary", "win_rates"):
+    for name in ("accuracy", "lmc", "bon", "control_vs_kl", "control_vs_iteration", "ppo_summary", "win_rates"):
         assert report.read_csv(out / f"{name}.csv"), name
     if report.pyplot() is not None:
-        for name in ("accuracy", "lmc", "bon", "control_vs_kl", "win_rates"):
+        for name in ("accuracy", "lmc", "bon", "control_vs_kl", "control_vs_iteration", "win_rates"):
             assert (out / f"{name}.png").exists() and f"]({name}.png)" in text, name
 
 

@@ -77,7 +77,7 @@ def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
     return out
 
 
-# ----------------------------------------------------------------------------- the five figures
+# ----------------------------------------------------------------------------- the figures
 
 
 def accuracy(runs: list[Run]) -> list[dict]:
@@ -161,11 +161,7 @@ def control_vs_kl(runs: list[Run], step: float = 0.25) -> tuple[list[dict], list
     """
     curve, summary = [], []
     for setting, group in by_setting(runs).items():
-        evals = {}  # source -> [eval rows of one seed]
-        for run in group:
-            rows = run.rows("rlhf/ppo_eval.csv")
-            for source in dict.fromkeys(r["run"] for r in rows):
-                evals.setdefault(source, []).append(sorted((r for r in rows if r["run"] == source), key=lambda r: r["iteration"]))
+        evals = _ppo_evals(group)
         for source in sorted(evals, key=_model_order):
             seeds = evals[source]
             reached = min(max(r["eval/kl"] for r in rows) for rows in seeds)
@@ -180,6 +176,29 @@ def control_vs_kl(runs: list[Run], step: float = 0.25) -> tuple[list[dict], list
                             "final KL": fmt(stats(rows[-1]["eval/kl"] for rows in seeds)),
                             "start control": fmt(stats(rows[0]["eval/control_reward"] for rows in seeds))})
     return curve, summary
+
+
+def control_vs_iteration(runs: list[Run]) -> list[dict]:
+    """Fig. 1b: held-out control reward minus the SFT policy's at each evaluation, against PPO iterations."""
+    curve = []
+    for setting, group in by_setting(runs).items():
+        evals = _ppo_evals(group)
+        for source in sorted(evals, key=_model_order):
+            seeds = evals[source]
+            for i, iteration in enumerate(r["iteration"] for r in min(seeds, key=len)):
+                gains = (rows[i]["eval/control_reward"] - rows[0]["eval/control_reward"] for rows in seeds)
+                curve.append({"setting": setting, "source": source, "iteration": iteration, **stats(gains)})
+    return curve
+
+
+def _ppo_evals(group: list[Run]) -> dict[str, list[list[dict]]]:
+    """{source: [each seed's held-out evaluations, by iteration]} of one setting's runs."""
+    evals = {}
+    for run in group:
+        rows = run.rows("rlhf/ppo_eval.csv")
+        for source in dict.fromkeys(r["run"] for r in rows):
+            evals.setdefault(source, []).append(sorted((r for r in rows if r["run"] == source), key=lambda r: r["iteration"]))
+    return evals
 
 
 def win_rates(runs: list[Run]) -> list[dict]:
@@ -247,7 +266,7 @@ def _panels(n: int, rows: int = 1, width: float = 4.2, height: float = 3.2):
 
 
 def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
-    """The five figures as PNGs in out_dir; none without matplotlib."""
+    """The figures as PNGs in out_dir; none without matplotlib."""
     if report.pyplot() is None:
         return []
     paths = []
@@ -293,7 +312,9 @@ def plot_all(out_dir: Path, tables: dict, note: str) -> list[Path]:
 
     for name, table, x, xlabel, key, ylabel in (
             ("bon.png", tables["bon"], "kl_bon", "KL_BoN = log N - (N-1)/N", "proxy", "control reward gain over N = 1"),
-            ("control_vs_kl.png", tables["control_vs_kl"], "kl", "KL(policy || SFT)", "source", "control reward minus SFT's")):
+            ("control_vs_kl.png", tables["control_vs_kl"], "kl", "KL(policy || SFT)", "source", "control reward minus SFT's"),
+            ("control_vs_iteration.png", tables["control_vs_iteration"], "iteration", "PPO iteration", "source",
+             "control reward minus SFT's")):
         settings = list(dict.fromkeys(r["setting"] for r in table))
         if not settings:  # no run finished rlhf.py
             continue
@@ -336,7 +357,7 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
     out_dir = Path(out_dir)
     curve, ppo_summary = control_vs_kl(rl_runs)
     tables = {"accuracy": accuracy(runs), "lmc": lmc(runs), "bon": best_of_n(rl_runs), "control_vs_kl": curve,
-              "ppo_summary": ppo_summary, "win_rates": win_rates(rl_runs), "cost": cost(rl_runs)}
+              "control_vs_iteration": control_vs_iteration(rl_runs), "ppo_summary": ppo_summary, "win_rates": win_rates(rl_runs), "cost": cost(rl_runs)}
     for name, rows in tables.items():
         if rows:  # cost needs files that older runs lack
             report.write_csv(rows, out_dir / f"{name}.csv")
@@ -377,6 +398,9 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
             "seed's best evaluation; `final`: its last. The figure plots each seed's control minus its SFT policy's, "
             "interpolated at matched KL, up to the KL every seed reached.",
             tables["ppo_summary"], "control_vs_kl.png")
+    if "control_vs_iteration.png" in {p.name for p in figures}:
+        lines.extend(["The same evaluations against PPO iterations (Fig. 1b: does the control reward rise, then collapse?), "
+                      "`control_vs_iteration.csv`:", "", "![control reward against PPO iterations](control_vs_iteration.png)", ""])
     section("Win rates (Fig. 9): `win_rates.csv`",
             "Share of test documents on which a's summary beats b's by the control reward (ties half), mean ± sd over seeds; "
             "`final`: after the last PPO iteration (equal steps), `best`: at each run's best evaluation, `KL≤b`: at each run's "
