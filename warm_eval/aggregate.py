@@ -184,10 +184,9 @@ def control_vs_iteration(runs: list[Run]) -> list[dict]:
     for setting, group in by_setting(runs).items():
         evals = _ppo_evals(group)
         for source in sorted(evals, key=_model_order):
-            seeds = evals[source]
-            for i, iteration in enumerate(r["iteration"] for r in min(seeds, key=len)):
-                gains = (rows[i]["eval/control_reward"] - rows[0]["eval/control_reward"] for rows in seeds)
-                curve.append({"setting": setting, "source": source, "iteration": iteration, **stats(gains)})
+            gains = [{r["iteration"]: r["eval/control_reward"] - rows[0]["eval/control_reward"] for r in rows} for rows in evals[source]]
+            for iteration in sorted(set.intersection(*(set(g) for g in gains))):  # the iterations every seed evaluated
+                curve.append({"setting": setting, "source": source, "iteration": iteration, **stats(g[iteration] for g in gains)})
     return curve
 
 
