@@ -137,6 +137,7 @@ BAD = {
     "rlhf.bon_temperature": ("0", "> 0"),
     "rlhf.kl_budget": ("0", "> 0"),
     "rlhf.init_step": ("15", "a multiple of sft.snapshot_every"),
+    "rlhf.ppo_seed": ("-2", "≥ -1"),
     **{f"{s}.{k}": v for s in ("pretrain", "sft", "rm_train") for k, v in {
         "steps": ("0", "≥ 1"), "batch_size": ("0", "≥ 1"), "grad_accum": ("0", "≥ 1"), "lr": ("-0.001", "> 0"),
         "min_lr_frac": ("2", "≤ 1"), "warmup_steps": ("-1", "≥ 0"), "weight_decay": ("-1", "≥ 0"), "beta2": ("1", "< 1"),

@@ -256,6 +256,20 @@ def test_ppo_can_start_from_an_earlier_sft_snapshot(tiny_run):
     assert out.returncode == 2 and out.stderr.strip().startswith("error: --rlhf.init_step 50"), out.stderr
 
 
+def test_a_ppo_seed_reruns_ppo_alone(tiny_run):
+    run_dir = tiny_run[0]
+    cfg = config.preset("tiny")
+    cfg.ppo.iterations, cfg.rlhf.eval_every = 1, 1
+    splits, enc = data.load_world(cfg), tokenizer.load(data.tokenizer_path(run_dir))
+    with_seed = lambda s: dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, ppo_seed=s))
+    assert rl.ppo_dir(run_dir, with_seed(cfg.seed), "oracle", 0.05) == rl.ppo_dir(run_dir, cfg, "oracle", 0.05)  # = --seed
+    a, b = (rl.train_policy(run_dir, c, "oracle", 0.05, splits, enc) for c in (cfg, with_seed(cfg.seed + 1)))
+    assert a != b  # a folder of its own
+    evals, trains = ([checkpoint.read_jsonl(out / log) for out in (a, b)] for log in ("eval.jsonl", "train.jsonl"))
+    assert evals[0][0] == evals[1][0]  # iteration 0: the same SFT policy, judged on the same held-out draws
+    assert trains[0][0]["objective/control_reward"] != trains[1][0]["objective/control_reward"]  # other prompts, samples
+
+
 def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     run_dir = tiny_run[0]
     cfg = config.preset("tiny")

@@ -189,6 +189,7 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
         ("rlhf.bon_n", *count),
         ("rlhf.bon_temperature", *positive),
         ("rlhf.kl_budget", *positive),
+        ("rlhf.ppo_seed", lambda v: v >= -1, "≥ -1 (-1: the run's --seed)"),
         ("rlhf.init_step", lambda v: v == 0 or (cfg.sft.snapshot_every > 0 and v % cfg.sft.snapshot_every == 0 and 0 < v <= cfg.sft.steps),
          "0, or the step of an SFT snapshot: a multiple of sft.snapshot_every up to sft.steps"),
     ]

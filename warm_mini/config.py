@@ -195,6 +195,8 @@ class RLHFConfig:
     """SFT snapshot (its step) PPO starts from and the KL holds it to, Best-of-N samples and win rates call SFT; 0 = final SFT"""
     kl_budget: float = 1.0
     """the win rates also judge each run at this KL: its last evaluation before the held-out KL first exceeds it"""
+    ppo_seed: int = -1
+    """seed of PPO's sampling, prompt order and minibatches (-1 = --seed): reruns PPO alone on the same reward models"""
 
 
 @dataclass

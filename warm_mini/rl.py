@@ -62,8 +62,15 @@ def ppo_dir(run_dir: Path, cfg: Config, source: str, kl_coef: float) -> Path:
                 "eval_every": cfg.rlhf.eval_every, "eval_docs": cfg.rlhf.eval_docs, "reward": reward_hash}
     if cfg.rlhf.init_step:  # only when set, so that runs from the final SFT keep their folders
         settings["init_step"] = cfg.rlhf.init_step
+    if ppo_seed(cfg) != cfg.seed:  # likewise
+        settings["ppo_seed"] = ppo_seed(cfg)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
     return Path(run_dir) / "rlhf" / f"{source.replace(':', '')}_kl{kl_coef:g}_{digest}"
+
+
+def ppo_seed(cfg: Config) -> int:
+    """The seed of PPO's sampling, prompts and minibatches: --rlhf.ppo_seed if set, else the run's --seed."""
+    return cfg.seed if cfg.rlhf.ppo_seed < 0 else cfg.rlhf.ppo_seed
 
 
 def snapshot_path(out: Path, iteration: int) -> Path:
@@ -126,14 +133,15 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
     reward_model = reward.load_reward_source(source, run_dir, device, enc, prompts)
     if cfg.ppo.centre_rewards:
         reward_model = reward.Centred(reward_model, enc, prompts, splits.val, prefs.load_or_make(run_dir, cfg, splits, enc, "val"))
-    torch.manual_seed(cfg.seed)
+    seed = ppo_seed(cfg)
+    torch.manual_seed(seed)
     trainer = PPOTrainer(dataclasses.replace(cfg.ppo, kl_coef=kl_coef), policy, copy.deepcopy(policy),
-                         ValueModel.from_policy(policy), reward_model, eot, pad, seed=cfg.seed, dtype=cfg.dtype)
+                         ValueModel.from_policy(policy), reward_model, eot, pad, seed=seed, dtype=cfg.dtype)
     eval_docs = splits.val[: cfg.rlhf.eval_docs]
 
     def evaluate_and_save():
         it = trainer.iteration
-        record = {"iteration": it, **evaluate_policy(trainer, enc, eval_docs, cfg.seed)}
+        record = {"iteration": it, **evaluate_policy(trainer, enc, eval_docs, cfg.seed)}  # the same draws whatever ppo_seed
         checkpoint.append_jsonl(out / "eval.jsonl", record)
         checkpoint.save({"model": policy.state_dict(), "model_config": dataclasses.asdict(policy.config), "iteration": it},
                         snapshot_path(out, it))
@@ -152,7 +160,7 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
     bar = tqdm(total=cfg.ppo.iterations, initial=trainer.iteration, desc=f"ppo {label(source)} kl {kl_coef:g}", dynamic_ncols=True)
     while trainer.iteration < cfg.ppo.iterations:
         # the prompts of iteration i depend on the seed and i alone, so a resumed run sees the same ones
-        rows = data.shuffled_rows(len(splits.train), cfg.seed, trainer.iteration, 0, 0, 1, cfg.ppo.batch_size, 1)
+        rows = data.shuffled_rows(len(splits.train), seed, trainer.iteration, 0, 0, 1, cfg.ppo.batch_size, 1)
         docs = [splits.train[i] for i in rows]
         metrics, ro = trainer.step(*_prompts(enc, docs, device))
         check_finite(trainer, metrics, f"ppo {label(source)} kl {kl_coef:g}", out / "state.pt")
