@@ -356,7 +356,8 @@ def write_results(run_paths: list, out_dir: Path, command: str) -> Path:
     out_dir = Path(out_dir)
     curve, ppo_summary = control_vs_kl(rl_runs)
     tables = {"accuracy": accuracy(runs), "lmc": lmc(runs), "bon": best_of_n(rl_runs), "control_vs_kl": curve,
-              "control_vs_iteration": control_vs_iteration(rl_runs), "ppo_summary": ppo_summary, "win_rates": win_rates(rl_runs), "cost": cost(rl_runs)}
+              "control_vs_iteration": control_vs_iteration(rl_runs), "ppo_summary": ppo_summary, "win_rates": win_rates(rl_runs),
+              "cost": cost(rl_runs)}
     for name, rows in tables.items():
         if rows:  # cost needs files that older runs lack
             report.write_csv(rows, out_dir / f"{name}.csv")
