@@ -450,11 +450,9 @@ def claims(run: Run) -> dict[tuple[str, str], float]:
     at_n = {r["proxy"]: r["control"] for r in bon if r["n"] == n_max}
     out[(f"Best-of-{n_max} control: {warm} minus best RM", "> 0")] = at_n.get(warm, math.nan) - at_n["best RM"]
     out[(f"Best-of-{n_max} control: {warm} minus {ens}", "> 0")] = at_n.get(warm, math.nan) - at_n.get(ens, math.nan)
-    evals = {}
-    for r in run.rows("rlhf/ppo_eval.csv"):
-        evals.setdefault(r["run"], []).append(r)
+    evals = {source: seeds[0] for source, seeds in _ppo_evals([run]).items()}  # this run's one "seed"
     for source in dict.fromkeys((warm, "WARM M=2", ens, "best RM", "oracle")):
-        rows = sorted(evals.get(source, []), key=lambda r: r["iteration"])
+        rows = evals.get(source, [])
         if rows:  # iteration 0 is the SFT policy
             best, final = ("> 0, WARM highest", "WARM holds up longest") if source != "oracle" else ("the upper bound",) * 2
             out[(f"PPO, {source}: best held-out control minus SFT's", best)] = \
