@@ -9,8 +9,10 @@ corrupted and clean training labels), and linear mode connectivity (Fig. 3).
 import json
 
 from warm_eval import report, reward_models
-from warm_mini import averaging, checkpoint, cli, data, lm, prefs, tokenizer, world
-from warm_mini.reward import normalise, pair_accuracy, ranked_reward_models, rm_from_checkpoint, rm_index, score_pairs
+from warm_mini import averaging, checkpoint, data, lm, prefs, tokenizer, world
+from warm_mini.reward import normalise, pair_accuracy, rm_from_checkpoint, score_pairs
+from warm_pipeline import cli, pairs_stage, sft_stage
+from warm_pipeline.rm_stage import ranked_reward_models, rm_index
 
 
 def main(argv=None):
@@ -23,14 +25,14 @@ def main(argv=None):
     cfg, run_dir = cli.resolve(args)
     if not (run_dir / "config.json").exists():
         raise SystemExit(f"error: no run in {run_dir}; run train_rm.py with the same --preset/--run-dir first")
-    checkpoint.record_config(run_dir, cfg)
+    cli.record_config(run_dir, cfg)
 
     rm_paths = sorted((run_dir / "rm").glob("rm_*.pt"), key=rm_index)
     if len(rm_paths) < cfg.rm.n_models:
         raise SystemExit(f"error: {len(rm_paths)} of {cfg.rm.n_models} reward models in {run_dir / 'rm'}; finish train_rm.py first")
     splits = data.load_world(cfg)
-    enc = tokenizer.load(data.tokenizer_path(run_dir))
-    pairs = {s: prefs.load_or_make(run_dir, cfg, splits, enc, s) for s in prefs.SPLITS}
+    enc = tokenizer.load(sft_stage.tokenizer_path(run_dir))
+    pairs = {s: pairs_stage.load_or_make(run_dir, cfg, splits, enc, s) for s in prefs.SPLITS}
     scorer = reward_models.Scorer(enc, splits, pairs, cfg.device, args.eval_pairs)
 
     reference, val_acc = checkpoint.load(rm_paths[0]), []
@@ -52,7 +54,7 @@ def main(argv=None):
     ceiling = {s: world_ceiling(cfg, pairs[s]) for s in ("val", "test", "ood")}
     print("labeler's own agreement with the noise-free oracle (the ceiling): "
           + ", ".join(f"{s} {v:.3f}" for s, v in ceiling.items()))
-    sft = lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval()
+    sft = lm.load_model(sft_stage.sft_snapshots(run_dir)[-1], cfg.device).eval()
     loglik = reward_models.LogLikelihood(sft, enc.encode_single_token(world.SEP))
     sft_loglik = {s: pair_accuracy(*r, scorer.subset(s).label) for s, r in scorer.score(loglik, tuple(ceiling)).items()}
     print("the SFT policy's own log-likelihood log pi(y | x), not a reward model (what every RM's backbone knows): "

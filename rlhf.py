@@ -1,14 +1,15 @@
 """Stage 3 of warm-mini: PPO against a single RM, ENS and WARM; Best-of-N; win rates; report.md.
 
 For each reward source (--reward, default: the best single RM, ENS and WARM of all M reward models) and
-each KL coefficient (--rlhf.kl_coefs), PPO fine-tunes the SFT policy (warm_mini/rl.py) and logs the
+each KL coefficient (--rlhf.kl_coefs), PPO fine-tunes the SFT policy (warm_pipeline/rl_stage.py) and logs the
 control reward (the oracle) it never trains on. Then Best-of-N on SFT samples with every proxy (Fig. 6),
 win rates judged by the oracle at equal steps, at each run's best checkpoint and at a fixed KL (Fig. 9),
 and report.md with every table and figure. Finished PPO runs are skipped; an interrupted one resumes.
 """
 
 from warm_eval import policies, report
-from warm_mini import checkpoint, cli, data, lm, reward, rl, tokenizer
+from warm_mini import checkpoint, data, reward, tokenizer
+from warm_pipeline import cli, rl_stage, rm_stage, sft_stage
 
 # the order runs are compared in: WARM against everything after it, and so on
 KIND_ORDER = ("warm", "ens", "oracle", "rm")
@@ -23,29 +24,29 @@ def main(argv=None):
     cfg, run_dir = cli.resolve(args)
     if args.reward is not None:
         cfg.rlhf.rewards = args.reward
-    if not (run_dir / "sft" / "model.pt").exists() or len(reward.ranked_reward_models(run_dir)) < cfg.rm.n_models:
+    if not (run_dir / "sft" / "model.pt").exists() or len(rm_stage.ranked_reward_models(run_dir)) < cfg.rm.n_models:
         raise SystemExit(f"error: no finished reward models in {run_dir}; "
                          "run train_rm.py and merge.py with the same --preset/--run-dir first")
-    lm.rl_init(run_dir, cfg.rlhf.init_step)  # an SFT snapshot that exists, before any work
-    checkpoint.record_config(run_dir, cfg)
+    sft_stage.rl_init(run_dir, cfg.rlhf.init_step)  # an SFT snapshot that exists, before any work
+    cli.record_config(run_dir, cfg)
     splits = data.load_world(cfg)
-    enc = tokenizer.load(data.tokenizer_path(run_dir))
+    enc = tokenizer.load(sft_stage.tokenizer_path(run_dir))
 
-    sources = rl.sources(cfg, run_dir)
+    sources = rl_stage.sources(cfg, run_dir)
     for source in sources:  # fail now, not after an hour of PPO, on a source that cannot be loaded
         try:
-            reward.load_reward_source(source, run_dir, "cpu", enc, reward.doc_of_prompt(enc, splits.train[:1]))
+            rm_stage.load_reward_source(source, run_dir, "cpu", enc, reward.doc_of_prompt(enc, splits.train[:1]))
         except (ValueError, FileNotFoundError) as e:
             raise SystemExit(f"error: {e}")
     sources.sort(key=lambda s: KIND_ORDER.index(s.partition(":")[0]))
-    kl_coefs = rl.kl_coefs(cfg)
+    kl_coefs = rl_stage.kl_coefs(cfg)
     print(f"run directory: {run_dir}; PPO against {', '.join(sources)} at KL coefficient(s) {', '.join(f'{k:g}' for k in kl_coefs)}")
 
     runs = {}
     for kl_coef in kl_coefs:
         for source in sources:
-            out = rl.train_policy(run_dir, cfg, source, kl_coef, splits, enc)
-            name = rl.label(source) + (f" β={kl_coef:g}" if len(kl_coefs) > 1 else "")
+            out = rl_stage.train_policy(run_dir, cfg, source, kl_coef, splits, enc)
+            name = rl_stage.label(source) + (f" β={kl_coef:g}" if len(kl_coefs) > 1 else "")
             runs[name] = {"train": checkpoint.read_jsonl(out / "train.jsonl"), "eval": checkpoint.read_jsonl(out / "eval.jsonl"),
                           "kl_coef": kl_coef, "dir": out}
 
@@ -57,12 +58,12 @@ def main(argv=None):
     # Win rates on test documents: every run against SFT, and each pair of runs at one KL coefficient, each
     # run judged at the iteration each of these picks from its folder.
     judge_at = {"final": lambda out: cfg.ppo.iterations,  # equal steps
-                "best": rl.best_iteration,  # its best held-out evaluation
-                f"KL≤{cfg.rlhf.kl_budget:g}": lambda out: rl.budget_iteration(out, cfg.rlhf.kl_budget)}  # equal KL
-    judged = {"SFT": lm.rl_init(run_dir, cfg.rlhf.init_step)}
+                "best": rl_stage.best_iteration,  # its best held-out evaluation
+                f"KL≤{cfg.rlhf.kl_budget:g}": lambda out: rl_stage.budget_iteration(out, cfg.rlhf.kl_budget)}  # equal KL
+    judged = {"SFT": sft_stage.rl_init(run_dir, cfg.rlhf.init_step)}
     for name, r in runs.items():
         for when, iteration in judge_at.items():
-            judged[f"{name} {when}"] = rl.snapshot_path(r["dir"], iteration(r["dir"]))
+            judged[f"{name} {when}"] = rl_stage.snapshot_path(r["dir"], iteration(r["dir"]))
     control = policies.judge_policies(judged, enc, splits.test[: cfg.rlhf.test_docs], cfg.ppo.temperature, cfg.seed,
                                       cfg.device, cfg.ppo.max_new_tokens)
     names = list(runs)

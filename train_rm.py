@@ -7,7 +7,9 @@ data-parallel and the reward models are trained N at a time, one per process.
 
 import json
 
-from warm_mini import checkpoint, cli, data, lm, prefs, reward, train
+from warm_eval import policies
+from warm_mini import checkpoint, data, prefs, train
+from warm_pipeline import cli, pairs_stage, rm_stage, sft_stage
 
 
 def main(argv=None):
@@ -21,39 +23,39 @@ def main(argv=None):
 
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.record_config(run_dir, cfg)
+        cli.record_config(run_dir, cfg)
     train.barrier()
     say(f"run directory: {run_dir} (preset {cfg.preset}, seed {cfg.seed}, device {cfg.device})")
 
     splits = data.load_world(cfg)
     say(f"world: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test documents")
-    enc = train.rank_zero_first(lambda: data.load_or_train_tokenizer(run_dir, cfg, splits))
-    say(f"tokenizer: {enc.n_vocab} tokens in {data.tokenizer_path(run_dir)}")
+    enc = train.rank_zero_first(lambda: sft_stage.load_or_train_tokenizer(run_dir, cfg, splits))
+    say(f"tokenizer: {enc.n_vocab} tokens in {sft_stage.tokenizer_path(run_dir)}")
 
-    lm.pretrain(run_dir, cfg, splits, enc)
-    model = lm.sft(run_dir, cfg, splits, enc)
+    sft_stage.pretrain(run_dir, cfg, splits, enc)
+    model = sft_stage.sft(run_dir, cfg, splits, enc)
 
     if rank == 0:
         report_path = run_dir / "sft" / "quality.json"
         if not report_path.exists():
-            quality = lm.quality_report(model.to(cfg.device), enc, splits.test, cfg.seed, cfg.device)
+            quality = policies.quality_report(model.to(cfg.device), enc, splits.test, cfg.seed, cfg.device)
             checkpoint.atomic_write_text(report_path, json.dumps(quality) + "\n")
         quality = json.loads(report_path.read_text())
         say(f"SFT on {len(splits.test)} test documents: oracle score greedy {quality['greedy']:.3f}, "
             f"sampled (T=1) {quality['sampled']:.3f}, reference {quality['reference']:.3f} "
             f"(greedy / reference = {quality['greedy_over_reference']:.0%})")
-        say("oracle scores of T=1 samples:\n" + lm.histogram(quality["sampled_scores"]))
+        say("oracle scores of T=1 samples:\n" + policies.histogram(quality["sampled_scores"]))
     if args.until == "sft":
         return
 
     names = (*prefs.SPLITS, "curriculum") if cfg.rm.curriculum_steps else prefs.SPLITS
-    pairs = train.rank_zero_first(lambda: {split: prefs.load_or_make(run_dir, cfg, splits, enc, split) for split in names})
+    pairs = train.rank_zero_first(lambda: {split: pairs_stage.load_or_make(run_dir, cfg, splits, enc, split) for split in names})
     train_pairs = pairs["train"]
     say(f"preference pairs: {', '.join(f'{s} {len(p)}' for s, p in pairs.items())} (train: {len(set(train_pairs.doc))} documents "
         f"x {cfg.rm.summaries_per_doc} samples, the reference and {cfg.rm.edited_per_doc} one-fact edits of it"
         + (f"; curriculum: {cfg.rm.curriculum_docs} references x {cfg.rm.curriculum_edits} edits" if cfg.rm.curriculum_steps else "")
         + f"); {train_pairs.flipped.float().mean():.0%} of training labels flipped")
-    reward.train_reward_models(run_dir, cfg, splits, enc, pairs)
+    rm_stage.train_reward_models(run_dir, cfg, splits, enc, pairs)
     say(f"reward models in {run_dir / 'rm'}; next: python merge.py --preset {cfg.preset} --run-dir {run_dir}")
 
 

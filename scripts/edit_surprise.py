@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import cli, data, lm, model as gpt, world  # noqa: E402
+from warm_mini import data, lm, model as gpt, world  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
+from warm_pipeline import cli, sft_stage  # noqa: E402
 
 
 def token_logprobs(policy, enc, doc: world.Document, summary: list[int]) -> torch.Tensor:
@@ -49,8 +50,8 @@ def main(argv=None):
     parser.add_argument("--split", choices=("train", "val", "test"), default="val")
     args = parser.parse_args(argv)
     cfg, run_dir = cli.resolve(args)
-    splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
-    policy = lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval()
+    splits, enc = data.load_world(cfg), tok.load(sft_stage.tokenizer_path(run_dir))
+    policy = lm.load_model(sft_stage.sft_snapshots(run_dir)[-1], cfg.device).eval()
     docs = getattr(splits, args.split)[: args.docs]
     eot = [enc.encode_single_token(world.EOT)]
     rng = random.Random(0)

@@ -24,6 +24,6 @@ if ! "$PYTHON" -c "import sys, torch; sys.exit(tuple(map(int, torch.__version__.
     "$PYTHON" -m pip install -q torch==2.13.0
   fi
 fi
-# editable install, once: later runs find both packages installed (-I: not from this folder) and skip it;
-# an install made before warm_eval/ existed is redone
-"$PYTHON" -I -c "import warm_mini, warm_eval" 2>/dev/null || "$PYTHON" -m pip install -q -e ".[dev,plot]"
+# editable install, once: later runs find the packages installed (-I: not from this folder) and skip it;
+# an install made before warm_pipeline/ existed is redone
+"$PYTHON" -I -c "import warm_mini, warm_pipeline, warm_eval" 2>/dev/null || "$PYTHON" -m pip install -q -e ".[dev,plot]"

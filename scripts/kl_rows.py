@@ -1,6 +1,6 @@
 """Where a PPO snapshot's held-out KL comes from: the responses, and the tokens, that carry it.
 
-rl.evaluate_policy logs the mean over held-out documents of KL(policy || SFT) summed over each response.
+rl_stage.evaluate_policy logs the mean over held-out documents of KL(policy || SFT) summed over each response.
 This script redraws those responses (the same documents and seed) from the snapshots of one PPO run and
 prints, per snapshot: the mean and median KL, the share of the total carried by the 5 largest rows, the
 control reward of the rows above KL 1 against all rows, and the reward source's score of those rows minus
@@ -17,23 +17,24 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import cli, data, lm, reward, rl  # noqa: E402
+from warm_mini import data, lm, reward  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 from warm_mini.ppo import PPOTrainer, ValueModel, response_kl  # noqa: E402
+from warm_pipeline import cli, rl_stage, rm_stage, sft_stage  # noqa: E402
 
 
 @torch.no_grad()
 def redraw(policy, ref, source, enc, docs, cfg):
-    """rl.evaluate_policy's rollouts of `policy`, scored by `source`: per-row KL (N,), per-token log-ratios
+    """rl_stage.evaluate_policy's rollouts of `policy`, scored by `source`: per-row KL (N,), per-token log-ratios
     [N lists], response ids [N lists], scores (N,)."""
     eot, _, pad = tok.special_ids(enc)
     trainer = PPOTrainer(cfg.ppo, policy, ref, ValueModel.from_policy(policy), source, eot, pad, seed=cfg.seed, dtype=cfg.dtype)
     kl, ratios, ids, scores = [], [], [], []
-    for _, ro in rl.held_out_rollouts(trainer, enc, docs, cfg.seed):
+    for _, ro in rl_stage.held_out_rollouts(trainer, enc, docs, cfg.seed):
         logp, ref_logp, mask = ro["logprobs"], ro["ref_logprobs"], ro["response_mask"]
         kl += response_kl(logp, ref_logp, mask).tolist()
         ratios += [(a - b)[m].tolist() for a, b, m in zip(logp, ref_logp, mask)]
-        ids += rl.response_ids(ro)
+        ids += rl_stage.response_ids(ro)
         scores += ro["score"].tolist()
     return torch.tensor(kl), ratios, ids, torch.tensor(scores)
 
@@ -46,14 +47,14 @@ def main(argv=None):
     parser.add_argument("--show", type=int, default=3, help="largest rows printed per snapshot")
     args = parser.parse_args(argv)
     cfg, run_dir = cli.resolve(args)
-    splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
+    splits, enc = data.load_world(cfg), tok.load(sft_stage.tokenizer_path(run_dir))
     docs = splits.val[: cfg.rlhf.eval_docs]
-    ref = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
-    source = reward.load_reward_source(args.reward, run_dir, cfg.device)
+    ref = lm.load_model(sft_stage.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
+    source = rm_stage.load_reward_source(args.reward, run_dir, cfg.device)
     eot = tok.special_ids(enc)[0]
     ref_score = reward.score_summaries(source, enc, docs, [tok.encode(enc, d.reference) + [eot] for d in docs], device=cfg.device)
     for it in (int(x) for x in args.iterations.split(",")):
-        policy = lm.load_model(rl.snapshot_path(args.ppo_run, it), cfg.device)
+        policy = lm.load_model(rl_stage.snapshot_path(args.ppo_run, it), cfg.device)
         kl, ratios, ids, scores = redraw(policy, ref, source, enc, docs, cfg)
         control = torch.tensor(reward.control_scores(enc, docs, ids))
         over = scores - ref_score

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warm_eval.aggregate import fmt, stats  # noqa: E402
 from warm_eval.report import markdown_table  # noqa: E402
 from warm_eval.reward_models import ensemble_by_split  # noqa: E402
-from warm_mini import checkpoint, cli, data, prefs, reward  # noqa: E402
+from warm_mini import checkpoint, data, prefs, reward  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
+from warm_pipeline import cli, pairs_stage, rm_stage, sft_stage  # noqa: E402
 
 COLUMNS = ("flipped agreement", "kept accuracy", "unseen documents", "flipped, memorised", "kept, memorised")
 
@@ -35,7 +36,8 @@ def unseen_pairs(run_dir: Path, cfg, splits, enc) -> prefs.Pairs:
     path = run_dir / "warm" / "heldout_train.pt"
     if not path.exists():
         n = cfg.rm.train_docs
-        twice = prefs.make_pairs(run_dir, dataclasses.replace(cfg, rm=dataclasses.replace(cfg.rm, train_docs=2 * n)), splits, enc, "train")
+        doubled = dataclasses.replace(cfg, rm=dataclasses.replace(cfg.rm, train_docs=2 * n))
+        twice = pairs_stage.make_pairs(run_dir, doubled, splits, enc, "train")
         keep = [i for i, d in enumerate(twice.doc) if d >= n]
         checkpoint.save({k: [v[i] for i in keep] if isinstance(v, list) else v[keep] for k, v in twice.__dict__.items()}, path)
     return prefs.Pairs(**checkpoint.load(path))
@@ -54,14 +56,14 @@ def measures(rewards: dict, train: prefs.Pairs, unseen: prefs.Pairs) -> dict:
 def run_table(run_dir: Path) -> list[dict]:
     """One row per model of the run: each RM, then ENS and WARM of each M that merge.py wrote."""
     cfg, run_dir = cli.resolve(cli.build_parser("").parse_args(["--run-dir", str(run_dir)]))
-    splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
-    pairs = {"train": prefs.load_or_make(run_dir, cfg, splits, enc, "train"), "unseen": unseen_pairs(run_dir, cfg, splits, enc)}
+    splits, enc = data.load_world(cfg), tok.load(sft_stage.tokenizer_path(run_dir))
+    pairs = {"train": pairs_stage.load_or_make(run_dir, cfg, splits, enc, "train"), "unseen": unseen_pairs(run_dir, cfg, splits, enc)}
 
     def score(path: Path) -> dict:
         model = reward.rm_from_checkpoint(checkpoint.load(path), cfg.device)
         return {s: reward.score_pairs(model, enc, splits.train, p, device=cfg.device) for s, p in pairs.items()}
 
-    per_rm = {reward.rm_index(p): score(p) for p in sorted((run_dir / "rm").glob("rm_*.pt"), key=reward.rm_index)}
+    per_rm = {rm_stage.rm_index(p): score(p) for p in sorted((run_dir / "rm").glob("rm_*.pt"), key=rm_stage.rm_index)}
     rows = [{"model": f"RM {i}", **measures(r, *pairs.values())} for i, r in per_rm.items()]
     for ens_path in sorted((run_dir / "warm").glob("ens_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
         m, members = ens_path.stem.split("_")[1], checkpoint.load(ens_path)["members"]

@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import checkpoint, rl  # noqa: E402
+from warm_mini import checkpoint  # noqa: E402
 from warm_eval.report import line_panels, markdown_table  # noqa: E402
+from warm_pipeline import rl_stage  # noqa: E402
 
 FOLDER = re.compile(r"(?P<kind>rm|ens|warm)?(?P<arg>\d+)?_?(?P<oracle>oracle)?_kl(?P<beta>[0-9.e-]+)_[0-9a-f]+")
 
@@ -30,7 +31,7 @@ def source_and_beta(folder: Path) -> tuple[str, float]:
     m = FOLDER.fullmatch(folder.name)
     if not m:
         raise SystemExit(f"error: {folder} is not a PPO run folder (<source>_kl<β>_<hash>)")
-    source = "oracle" if m["oracle"] else rl.label(f"{m['kind']}:{m['arg']}")
+    source = "oracle" if m["oracle"] else rl_stage.label(f"{m['kind']}:{m['arg']}")
     return source, float(m["beta"])
 
 

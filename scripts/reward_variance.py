@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import cli, data, lm, prefs, reward  # noqa: E402
+from warm_mini import data, lm, reward  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
+from warm_pipeline import cli, pairs_stage, rm_stage, sft_stage  # noqa: E402
 
 
 def decompose(scores: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -37,10 +38,10 @@ def main(argv=None):
     parser.add_argument("--reward", default="rm:best,warm:2,warm:6,ens:6", help="reward sources, comma separated")
     args = parser.parse_args(argv)
     cfg, run_dir = cli.resolve(args)
-    splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
+    splits, enc = data.load_world(cfg), tok.load(sft_stage.tokenizer_path(run_dir))
     docs = splits.val[: args.docs]
     repeated = [d for d in docs for _ in range(args.k)]  # (D * K,), document-major
-    policy = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
+    policy = lm.load_model(sft_stage.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
     summaries = lm.sample_summaries(policy, enc, repeated, cfg.ppo.temperature, seed=cfg.seed, device=cfg.device)
 
     oracle = torch.tensor(reward.control_scores(enc, repeated, summaries)).view(-1, args.k)
@@ -48,9 +49,9 @@ def main(argv=None):
     print(f"{len(docs)} documents x {args.k} samples of SFT step {cfg.rlhf.init_step or 'final'} at T = {cfg.ppo.temperature}")
     print("| reward | within share | corr(oracle), within documents | centred share |\n|---|---|---|---|")
     print(f"| oracle | {share:.2f} | 1 | |")
-    val_pairs = prefs.load_or_make(run_dir, cfg, splits, enc, "val")
+    val_pairs = pairs_stage.load_or_make(run_dir, cfg, splits, enc, "val")
     for spec in args.reward.split(","):
-        model = reward.load_reward_source(spec, run_dir, cfg.device)
+        model = rm_stage.load_reward_source(spec, run_dir, cfg.device)
         with torch.no_grad():
             scores = reward.score_summaries(model, enc, repeated, summaries, device=cfg.device).view(-1, args.k)
             centring = reward.Centred(model, enc, reward.doc_of_prompt(enc, splits.val), splits.val, val_pairs)

@@ -29,15 +29,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import checkpoint, cli, data, lm, prefs, reward, tokenizer, world  # noqa: E402
+from warm_mini import checkpoint, data, prefs, reward, tokenizer, world  # noqa: E402
 from warm_eval import reward_models  # noqa: E402
 from warm_eval.report import pyplot, save_figure  # noqa: E402
 from warm_mini.train import train  # noqa: E402
+from warm_pipeline import cli, pairs_stage, sft_stage  # noqa: E402
 
 
 def cached_pairs(run_dir: Path, cfg, splits, enc, split: str, args) -> prefs.Pairs:
     """The split's pairs for this recipe's settings, made once per (split, K, edits, documents, corruption, label noise)."""
-    n, k = prefs.split_size(cfg, split)
+    n, k = pairs_stage.split_size(cfg, split)
     edits = ""
     if split == "train":
         k = 0 if args.edits_only else k
@@ -51,7 +52,7 @@ def cached_pairs(run_dir: Path, cfg, splits, enc, split: str, args) -> prefs.Pai
         prefs.add_edits(cfg, docs, summaries, cfg.rm.edited_per_doc, args.edit_kinds)
         pairs = prefs.labeled_pairs(cfg, split, docs, summaries, enc)
     else:
-        pairs = prefs.make_pairs(run_dir, cfg, splits, enc, split, args.edit_kinds)
+        pairs = pairs_stage.make_pairs(run_dir, cfg, splits, enc, split, args.edit_kinds)
     checkpoint.save(pairs.__dict__, path)
     return pairs
 
@@ -76,10 +77,10 @@ def run(args, cfg, run_dir: Path) -> None:
     data_seed = cfg.seed if args.data_seed is None else args.data_seed
     torch.manual_seed(data_seed)
     splits = data.load_world(cfg)
-    enc = tokenizer.load(data.tokenizer_path(run_dir))
+    enc = tokenizer.load(sft_stage.tokenizer_path(run_dir))
     pairs = {s: cached_pairs(run_dir, cfg, splits, enc, s, args) for s in ("train", "val", "ood")}
     docs = {"train": splits.train, "val": splits.val, "ood": splits.test}
-    sft = checkpoint.load(lm.sft_snapshots(run_dir)[-1])
+    sft = checkpoint.load(sft_stage.sft_snapshots(run_dir)[-1])
     model = reward_model(args, cfg, sft)
     if args.init:  # a curriculum: go on from an earlier recipe's reward model (its head included: no probe)
         model.load_state_dict(checkpoint.load(run_dir / args.init)["model"])
@@ -180,7 +181,7 @@ def main(argv=None):
     cfg, run_dir = cli.resolve(args)
     if not cfg.rm.one_kind_per_doc and cfg.rm.edited_per_doc > len(args.edit_kinds):
         parser.error(f"{cfg.rm.edited_per_doc} edits of different kinds from {len(args.edit_kinds)} kinds: set --rm.one_kind_per_doc true")
-    if not lm.sft_snapshots(run_dir):
+    if not sft_stage.sft_snapshots(run_dir):
         raise SystemExit(f"error: no SFT snapshots in {run_dir}; run train_rm.py --until sft first")
     run(args, cfg, run_dir)
 

@@ -27,9 +27,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from warm_mini import checkpoint, cli, data, lm, prefs, reward, world  # noqa: E402
+from warm_mini import checkpoint, data, lm, prefs, reward, world  # noqa: E402
 from warm_mini import tokenizer as tok  # noqa: E402
 from warm_eval import reward_models  # noqa: E402
+from warm_pipeline import cli, pairs_stage, sft_stage  # noqa: E402
 
 
 def differing_facts(doc: world.Document, a: str, b: str) -> str:
@@ -48,13 +49,13 @@ def load_scorer(name: str, run_dir: Path, cfg, enc):
     """A reward-model checkpoint (relative to the run directory), or `sft`: the final SFT policy's log-likelihood;
     `sft:L` reads its LM head after its first L blocks (the logit lens: where in the policy the facts are known)."""
     if name.partition(":")[0] == "sft":
-        policy = lm.load_model(lm.sft_snapshots(run_dir)[-1], cfg.device).eval()
+        policy = lm.load_model(sft_stage.sft_snapshots(run_dir)[-1], cfg.device).eval()
         if ":" in name:
             policy.blocks = policy.blocks[: int(name.partition(":")[2])]
         return reward_models.LogLikelihood(policy, enc.encode_single_token(world.SEP))
     state = checkpoint.load(run_dir / name)
     if "model_config" not in state:  # rm_curves.py's models hold weights only: the run's shape, with any new blocks
-        shape = dataclasses.asdict(lm.model_config(cfg, enc))
+        shape = dataclasses.asdict(sft_stage.model_config(cfg, enc))
         shape["n_layer"] = 1 + max(int(k.split(".")[2]) for k in state["model"] if k.startswith("backbone.blocks."))
         state["model_config"] = shape
     return reward.rm_from_checkpoint(state, cfg.device)
@@ -70,8 +71,8 @@ def main(argv=None):
     parser.add_argument("--groups", type=int, default=8, help="the largest groups shown")
     args = parser.parse_args(argv)
     cfg, run_dir = cli.resolve(args)
-    splits, enc = data.load_world(cfg), tok.load(data.tokenizer_path(run_dir))
-    pairs, docs = prefs.load_or_make(run_dir, cfg, splits, enc, args.split), prefs.docs_of(splits, args.split)
+    splits, enc = data.load_world(cfg), tok.load(sft_stage.tokenizer_path(run_dir))
+    pairs, docs = pairs_stage.load_or_make(run_dir, cfg, splits, enc, args.split), prefs.docs_of(splits, args.split)
     oracle_prefers_a = pairs.score_a > pairs.score_b
     texts = [(docs[d], tok.decode(enc, a), tok.decode(enc, b)) for d, a, b in zip(pairs.doc, pairs.a, pairs.b)]
     if args.by == "facts":
@@ -88,7 +89,7 @@ def main(argv=None):
         print(f"{name}: {sum(right) / len(right):.3f} of {len(right)} {args.split} pairs ordered as the oracle orders them")
         for g, rs in sorted(by_group.items(), key=lambda kv: -len(kv[1]))[: args.groups]:
             print(f"  {g:32s} {len(rs):5d} pairs  {sum(rs) / len(rs):.3f}")
-        probe_docs = docs[: prefs.split_size(cfg, args.split)[0]]
+        probe_docs = docs[: pairs_stage.split_size(cfg, args.split)[0]]
         probe = reward_models.edit_probe(model, enc, probe_docs, cfg.device)
         print(f"  reference above a one-fact edit, {len(probe_docs)} documents: " + ", ".join(f"{k} {v:.2f}" for k, v in probe.items()))
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from warm_mini import checkpoint, cli, config
+from warm_mini import config
+from warm_pipeline import cli
 
 
 def parse(*argv):
@@ -39,18 +40,18 @@ def test_config_round_trips_through_json():
 
 def test_run_dir_refuses_an_incompatible_config(tmp_path):
     cfg, _ = parse("--preset", "tiny")
-    checkpoint.record_config(tmp_path, cfg)
-    checkpoint.record_config(tmp_path, cfg)  # the same config resumes
+    cli.record_config(tmp_path, cfg)
+    cli.record_config(tmp_path, cfg)  # the same config resumes
     cfg.device = "cuda"  # the device may change between a run and its resumption
-    checkpoint.record_config(tmp_path, cfg)
+    cli.record_config(tmp_path, cfg)
     cfg.model.n_layer += 1
     with pytest.raises(SystemExit, match="model.n_layer: recorded 2, now 3"):
-        checkpoint.record_config(tmp_path, cfg)
+        cli.record_config(tmp_path, cfg)
 
 
 def test_a_run_directory_remembers_its_config(tmp_path):
     cfg, _ = parse("--preset", "tiny", "--run-dir", str(tmp_path), "--rm.corrupt", "0.25")
-    checkpoint.record_config(tmp_path, cfg)
+    cli.record_config(tmp_path, cfg)
     later, _ = parse("--run-dir", str(tmp_path))  # a later stage names only the run directory
     assert later == cfg
     with pytest.raises(SystemExit, match="holds a tiny run"):
@@ -64,7 +65,7 @@ def test_rl_settings_may_change_in_a_finished_run_and_old_configs_gain_new_secti
     (tmp_path / "config.json").write_text(json.dumps(recorded))
     later, _ = parse("--run-dir", str(tmp_path), "--ppo.kl_coef", "0.5")
     assert later.ppo.kl_coef == 0.5 and later.ppo.iterations == config.preset("tiny").ppo.iterations
-    checkpoint.record_config(tmp_path, later)  # PPO runs are named by their own settings: nothing to refuse
+    cli.record_config(tmp_path, later)  # PPO runs are named by their own settings: nothing to refuse
 
 
 def test_a_field_added_since_a_run_began_takes_the_preset_value(tmp_path):
@@ -74,10 +75,10 @@ def test_a_field_added_since_a_run_began_takes_the_preset_value(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(recorded))
     later, _ = parse("--run-dir", str(tmp_path))
     assert (later.dtype, later.sft.compile) == ("bfloat16", True)  # the gpu preset's, not the dataclass defaults
-    checkpoint.record_config(tmp_path, later)  # the same run: accepted
+    cli.record_config(tmp_path, later)  # the same run: accepted
     later.dtype = "float32"
     with pytest.raises(SystemExit, match="dtype: recorded 'bfloat16', now 'float32'"):
-        checkpoint.record_config(tmp_path, later)
+        cli.record_config(tmp_path, later)
 
 
 # One bad value per rule of cli._rules, and a piece of the message it must give.

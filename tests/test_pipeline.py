@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from warm_eval import report, reward_models
-from warm_mini import checkpoint, config, data, prefs, reward, rl, tokenizer, world
+from warm_mini import checkpoint, config, data, prefs, reward, tokenizer, world
 from warm_mini.model import GPT
 from warm_mini.ppo import PPOTrainer
+from warm_pipeline import rl_stage, rm_stage, sft_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,19 +119,19 @@ def test_train_rm_and_merge_leave_every_artifact(tiny_run):
 
     # The reward sources a policy trains against: one RM, ENS and WARM share the reward interface.
     idx, mask = torch.randint(0, 50, (3, 9)), torch.ones(3, 9, dtype=torch.bool)
-    warm_model = reward.load_reward_source("warm:2", run_dir)
-    ens = reward.load_reward_source("ens:2", run_dir)
-    single = [reward.load_reward_source(f"rm:{i}", run_dir) for i in ranked[:2]]
+    warm_model = rm_stage.load_reward_source("warm:2", run_dir)
+    ens = rm_stage.load_reward_source("ens:2", run_dir)
+    single = [rm_stage.load_reward_source(f"rm:{i}", run_dir) for i in ranked[:2]]
     with torch.no_grad():
         torch.testing.assert_close(ens(idx, mask), ((single[0](idx, mask) + single[1](idx, mask)) / 2 - ens.reward_mean) / ens.reward_std)
         assert warm_model(idx, mask).shape == (3,)
     with pytest.raises(ValueError, match="unknown reward source"):
-        reward.load_reward_source("oracle:1", run_dir)
+        rm_stage.load_reward_source("oracle:1", run_dir)
 
     # Every source is normalised alike on the SFT samples of the validation pairs: ENS too, whose plain
     # mean has a smaller spread than its members'.
     cfg = config.preset("tiny")
-    splits, enc = data.load_world(cfg), tokenizer.load(data.tokenizer_path(run_dir))
+    splits, enc = data.load_world(cfg), tokenizer.load(sft_stage.tokenizer_path(run_dir))
     val = prefs.Pairs(**checkpoint.load(run_dir / "prefs" / "val.pt"))
     for source in (ens, warm_model, single[0]):
         r = torch.cat(reward.score_pairs(source, enc, splits.val, val))
@@ -173,7 +174,7 @@ def test_rlhf_writes_the_report(tiny_run):
             assert (run_dir / "figures" / f"{figure}.png").exists() and f"figures/{figure}.png" in report_text, figure
 
     runs = sorted((run_dir / "rlhf").glob("*_kl*"))
-    best = reward.rm_index(reward.ranked_reward_models(run_dir)[0])
+    best = rm_stage.rm_index(rm_stage.ranked_reward_models(run_dir)[0])
     assert [r.name.split("_")[0] for r in runs] == ["ens4", f"rm{best}", "warm4"]
     for r in runs:
         lines = [json.loads(line) for line in (r / "train.jsonl").read_text().splitlines()]
@@ -212,9 +213,9 @@ def test_an_interrupted_ppo_run_resumes_to_the_same_policy(tiny_run, monkeypatch
     cfg = config.preset("tiny")
     cfg.ppo.iterations, cfg.rlhf.eval_every = 4, 2
     splits = data.load_world(cfg)
-    enc = tokenizer.load(data.tokenizer_path(run_dir))
-    out = rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
-    expected = checkpoint.load(rl.snapshot_path(out, 4))["model"]
+    enc = tokenizer.load(sft_stage.tokenizer_path(run_dir))
+    out = rl_stage.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
+    expected = checkpoint.load(rl_stage.snapshot_path(out, 4))["model"]
     expected_log = checkpoint.read_jsonl(out / "train.jsonl")
     shutil.rmtree(out)
 
@@ -228,11 +229,11 @@ def test_an_interrupted_ppo_run_resumes_to_the_same_policy(tiny_run, monkeypatch
 
     monkeypatch.setattr(PPOTrainer, "step", killed_at_the_fourth_step)
     with pytest.raises(KeyboardInterrupt):
-        rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
+        rl_stage.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc)
     assert len(checkpoint.read_jsonl(out / "train.jsonl")) == 3  # iteration 3 was logged after the last checkpoint (2)
     monkeypatch.setattr(PPOTrainer, "step", step)
-    assert rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc) == out
-    for k, v in checkpoint.load(rl.snapshot_path(out, 4))["model"].items():
+    assert rl_stage.train_policy(run_dir, cfg, "oracle", 0.05, splits, enc) == out
+    for k, v in checkpoint.load(rl_stage.snapshot_path(out, 4))["model"].items():
         assert torch.equal(v, expected[k]), k
     got_log = checkpoint.read_jsonl(out / "train.jsonl")
     assert [r["iteration"] for r in got_log] == [1, 2, 3, 4]
@@ -245,10 +246,10 @@ def test_ppo_can_start_from_an_earlier_sft_snapshot(tiny_run):
     cfg = config.preset("tiny")
     cfg.ppo.iterations, cfg.rlhf.eval_every, cfg.rlhf.init_step = 1, 1, 20
     splits = data.load_world(cfg)
-    out = rl.train_policy(run_dir, cfg, "oracle", 0.05, splits, tokenizer.load(data.tokenizer_path(run_dir)))
+    out = rl_stage.train_policy(run_dir, cfg, "oracle", 0.05, splits, tokenizer.load(sft_stage.tokenizer_path(run_dir)))
     from_final = dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, init_step=0))
-    assert out != rl.ppo_dir(run_dir, from_final, "oracle", 0.05)  # a folder of its own
-    start = checkpoint.load(rl.snapshot_path(out, 0))["model"]  # iteration 0: the policy PPO starts from
+    assert out != rl_stage.ppo_dir(run_dir, from_final, "oracle", 0.05)  # a folder of its own
+    start = checkpoint.load(rl_stage.snapshot_path(out, 0))["model"]  # iteration 0: the policy PPO starts from
     snapshot = checkpoint.load(run_dir / "sft" / "step_000020.pt")["model"]
     assert all(torch.equal(start[k], v) for k, v in snapshot.items())
     out = subprocess.run([sys.executable, "rlhf.py", "--preset", "tiny", "--run-dir", str(run_dir), "--rlhf.init_step", "50"],
@@ -260,10 +261,10 @@ def test_a_ppo_seed_reruns_ppo_alone(tiny_run):
     run_dir = tiny_run[0]
     cfg = config.preset("tiny")
     cfg.ppo.iterations, cfg.rlhf.eval_every = 1, 1
-    splits, enc = data.load_world(cfg), tokenizer.load(data.tokenizer_path(run_dir))
+    splits, enc = data.load_world(cfg), tokenizer.load(sft_stage.tokenizer_path(run_dir))
     with_seed = lambda s: dataclasses.replace(cfg, rlhf=dataclasses.replace(cfg.rlhf, ppo_seed=s))
-    assert rl.ppo_dir(run_dir, with_seed(cfg.seed), "oracle", 0.05) == rl.ppo_dir(run_dir, cfg, "oracle", 0.05)  # = --seed
-    a, b = (rl.train_policy(run_dir, c, "oracle", 0.05, splits, enc) for c in (cfg, with_seed(cfg.seed + 1)))
+    assert rl_stage.ppo_dir(run_dir, with_seed(cfg.seed), "oracle", 0.05) == rl_stage.ppo_dir(run_dir, cfg, "oracle", 0.05)  # = --seed
+    a, b = (rl_stage.train_policy(run_dir, c, "oracle", 0.05, splits, enc) for c in (cfg, with_seed(cfg.seed + 1)))
     assert a != b  # a folder of its own
     evals, trains = ([checkpoint.read_jsonl(out / log) for out in (a, b)] for log in ("eval.jsonl", "train.jsonl"))
     assert evals[0][0] == evals[1][0]  # iteration 0: the same SFT policy, judged on the same held-out draws
@@ -274,8 +275,8 @@ def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
     run_dir = tiny_run[0]
     cfg = config.preset("tiny")
     splits = data.load_world(cfg)
-    enc = tokenizer.load(data.tokenizer_path(run_dir))
-    oracle = reward.load_reward_source("oracle", run_dir, enc=enc, prompts=reward.doc_of_prompt(enc, splits.train))
+    enc = tokenizer.load(sft_stage.tokenizer_path(run_dir))
+    oracle = rm_stage.load_reward_source("oracle", run_dir, enc=enc, prompts=reward.doc_of_prompt(enc, splits.train))
     docs = splits.train[:5]
     summaries = [tokenizer.encode_with_specials(enc, d.reference + world.EOT) for d in docs[:3]] + [[], enc.encode("the")]
     got = reward.score_summaries(oracle, enc, docs, summaries)
@@ -312,7 +313,7 @@ def test_rm_curves_logs_accuracy_against_pairs_seen(tiny_run, name, extra):
         assert {k for k in r if k.startswith("edits/")} == {f"edits/{k}" for k in world.KEY_FACTS}
     if name == "edits":  # one kind per document: its two edits tie, so each pair is the reference against one edit
         splits = data.load_world(config.preset("tiny"))
-        enc = tokenizer.load(data.tokenizer_path(run_dir))
+        enc = tokenizer.load(sft_stage.tokenizer_path(run_dir))
         assert sorted(collections.Counter(train.doc).values()) == [2] * len(set(train.doc))
         for d, a, b, a_better in zip(train.doc, train.a, train.b, (train.score_a > train.score_b).tolist()):
             better, worse = (tokenizer.decode(enc, x) for x in ((a, b) if a_better else (b, a)))

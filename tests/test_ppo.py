@@ -16,7 +16,7 @@ from warm_mini.model import GPT, generate, sequence_logprobs
 from warm_mini.ppo import (PPOTrainer, ValueModel, gae, has_eot, join_left_padded, penalise_missing_eot,
                            per_token_kl, ppo_losses, rewards_with_kl, whiten)
 from warm_mini.reward import RewardModel
-from warm_mini.rl import budget_iteration, check_finite
+from warm_pipeline.rl_stage import budget_iteration, check_finite
 from warm_mini.train import Diverged
 
 PAD, EOT, TARGET = 0, 1, 2  # the toy vocabulary: tokens 3.. are ordinary words

@@ -1,5 +1,5 @@
-"""How policies are judged: Best-of-N against the control reward (the paper's Fig. 6) and win rates judged
-by the oracle (Fig. 9).
+"""How policies are judged: the SFT policy's summaries against the references, Best-of-N against the control
+reward (the paper's Fig. 6) and win rates judged by the oracle (Fig. 9).
 
 `bon_kl`, `best_of_n` and `win_rate` are small pure functions of rewards already computed; the rest
 samples summaries and scores them (reward.score_summaries scores with any reward source).
@@ -13,7 +13,32 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from warm_mini import averaging, checkpoint, lm, reward
+from warm_mini import averaging, checkpoint, lm, reward, world
+from warm_pipeline import rm_stage, sft_stage
+
+
+def quality_report(model, enc, docs: list[world.Document], seed: int, device: str = "cpu") -> dict:
+    """Oracle scores of greedy and temperature-1 summaries against the references, on held-out documents.
+
+    Reward models learn from pairs of temperature-1 samples, so their scores must spread widely.
+    """
+    refs = [world.score(d, d.reference + world.EOT) for d in docs]
+    greedy = [world.score(d, s) for d, s in zip(docs, lm.summarize(model, enc, docs, 0.0, seed=seed, device=device))]
+    sampled = [world.score(d, s) for d, s in zip(docs, lm.summarize(model, enc, docs, 1.0, seed=seed, device=device))]
+    mean = lambda xs: sum(xs) / len(xs)
+    return {"reference": mean(refs), "greedy": mean(greedy), "sampled": mean(sampled),
+            "greedy_over_reference": mean(greedy) / mean(refs), "sampled_scores": sampled}
+
+
+def histogram(values: list[float], lo: float = -1.0, hi: float = 1.0, bins: int = 10, width: int = 40) -> str:
+    """A text histogram, for terminals and closing notes."""
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))] += 1
+    top = max(counts) or 1
+    step = (hi - lo) / bins
+    return "\n".join(f"[{lo + i * step:+.1f}, {lo + (i + 1) * step:+.1f}) {c:5d} {'#' * round(width * c / top)}"
+                     for i, c in enumerate(counts))
 
 
 def bon_kl(n: int) -> float:
@@ -67,7 +92,7 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
     control) and the seconds each proxy took to score the samples (ENS: the sum of its members').
     """
     n_max = cfg.rlhf.bon_n
-    policy = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
+    policy = lm.load_model(sft_stage.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
     repeated = [d for d in docs for _ in range(n_max)]  # document i's samples are rows i*n_max .. (i+1)*n_max - 1
     samples = lm.sample_summaries(policy, enc, repeated, cfg.rlhf.bon_temperature, seed=cfg.seed, device=cfg.device)
     as_table = lambda xs: torch.as_tensor(xs, dtype=torch.float32).view(len(docs), n_max)
@@ -79,8 +104,8 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
         return scores, time.perf_counter() - start
 
     proxies, seconds = {}, {}
-    for path in tqdm(reward.ranked_reward_models(run_dir), desc="best-of-n: scoring", leave=False):
-        name = f"RM {reward.rm_index(path)}"
+    for path in tqdm(rm_stage.ranked_reward_models(run_dir), desc="best-of-n: scoring", leave=False):
+        name = f"RM {rm_stage.rm_index(path)}"
         proxies[name], seconds[name] = timed_scores(reward.rm_from_checkpoint(checkpoint.load(path), cfg.device))
     for m in ms:
         warm_path, ens_path = (Path(run_dir) / "warm" / f"{kind}_{m}.pt" for kind in ("warm", "ens"))

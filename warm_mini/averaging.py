@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from warm_mini import checkpoint
-from warm_mini.cli import RunError
+from warm_mini.checkpoint import RunError
 
 CheckpointLike = dict | str | os.PathLike
 
@@ -224,7 +224,7 @@ class _RunningSum:
                 state[key] = self.sums[key]
         metadata = self.metadata if also is None else _agreed(self.metadata, also[0])
         # file names, not paths: the same models merged from a moved or otherwise spelled run directory give the
-        # same bytes, which name the PPO runs trained against them (rl.ppo_dir)
+        # same bytes, which name the PPO runs trained against them (warm_pipeline.rl_stage.ppo_dir)
         return {**metadata, "model": state, "merged_from": [os.path.basename(n) for n in names],
                 "merge_weights": [w / weight for w in weights]}
 

@@ -1,12 +1,6 @@
-"""The run directory: where each stage leaves its files, atomic saves, safe loads, the recorded config.
+"""Files that survive a kill: atomic saves, checked loads, JSON-lines logs; and RunError, the failures a user can fix.
 
-Layout of a run directory (e.g. runs/cpu/):
-    config.json          the resolved configuration; a later run must agree with it to resume
-                         (the documents are not stored: the seed regenerates them)
-    tokenizer.tiktoken   our BPE in tiktoken's text format
-    pretrain/ sft/ prefs/ rm/ warm/       one folder per stage
-    metrics/*.jsonl      one JSON line per logged step
-    figures/*.png, report.md
+Where each stage puts its files in a run directory is the pipeline's business (warm_pipeline/).
 """
 
 import io
@@ -19,15 +13,13 @@ from pathlib import Path
 
 import torch
 
-from warm_mini import cli
-from warm_mini import config as config_lib
 
-# Fields (or whole sections) that may change between a run and its resumption without changing a finished
-# stage: the device; and the RL stage's settings, since each PPO run is named by its own (see warm_mini/rl.py).
-RESUMABLE_FIELDS = {"device", "ppo", "rlhf"}
+class RunError(Exception):
+    """An expected failure (a diverged run, a damaged file, checkpoints that cannot be merged): the scripts
+    report it as one line, with what to do, instead of a traceback."""
 
 
-class DamagedFile(cli.RunError):
+class DamagedFile(RunError):
     """A run file that is cut short, corrupted, or holds more than tensors and plain values."""
 
     def __init__(self, path: Path, reason: str):
@@ -97,37 +89,6 @@ def read_value(path: Path, key: str):
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key]
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError) as e:
         raise DamagedFile(path, f"unreadable ({str(e).splitlines()[0][:120]})") from None
-
-
-def record_config(run_dir: Path, cfg: config_lib.Config) -> None:
-    """Write config.json, or check that the run directory's recorded config agrees with `cfg`.
-
-    Resuming a run under a different configuration would silently mix two experiments, so any
-    difference outside RESUMABLE_FIELDS stops the run with the list of differing fields.
-    """
-    path = Path(run_dir) / "config.json"
-    new = config_lib.to_dict(cfg)
-    if path.exists():
-        old = config_lib.to_dict(config_lib.from_dict(json.loads(path.read_text())))  # fields added since: the preset's
-        diffs = list(_differences(old, new))
-        if diffs:
-            lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, a, b in diffs)
-            raise SystemExit(
-                f"error: {path} was written by an incompatible configuration:\n{lines}\n"
-                f"Use the same settings to resume, or a new --run-dir for a new run."
-            )
-        return
-    atomic_write_text(path, config_lib.dumps(cfg) + "\n")
-
-
-def _differences(old: dict, new: dict, prefix: str = ""):
-    for key in sorted(set(old) | set(new)):
-        name = f"{prefix}{key}"
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            yield from _differences(a, b, prefix=f"{name}.")
-        elif a != b and name not in RESUMABLE_FIELDS and name.split(".")[0] not in RESUMABLE_FIELDS:
-            yield name, a, b
 
 
 def append_jsonl(path: Path, record: dict) -> None:

@@ -1,6 +1,6 @@
 """The settings of a run: one dataclass per section, the presets (tiny, cpu, gpu), and their JSON form.
 
-Every field's docstring line becomes its `--section.field` flag's help (warm_mini/cli.py).
+Every field's docstring line becomes its `--section.field` flag's help (warm_pipeline/cli.py).
 """
 
 import dataclasses

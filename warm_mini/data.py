@@ -1,14 +1,12 @@
-"""From the world's text to batches: splits, the run's tokenizer, token streams, padding, SFT examples.
+"""From the world's text to batches: splits, token streams, padding, SFT examples.
 
 Every batch function here is a pure function of (step, micro_step, rank, world_size): the data a step
 sees is decided by the seed and the step alone, which is what lets a killed run resume exactly.
 """
 
 import functools
-import hashlib
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import tiktoken
 import torch
@@ -34,24 +32,6 @@ def load_world(cfg: Config) -> Splits:
     n_val = max(1, int(len(docs) * cfg.world.val_frac))
     n_test = max(1, int(len(docs) * cfg.world.test_frac))
     return Splits(train=docs[n_val + n_test :], val=docs[:n_val], test=docs[n_val : n_val + n_test])
-
-
-def tokenizer_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "tokenizer.tiktoken"
-
-
-def tokenizer_hash(run_dir: Path) -> str:
-    """A fingerprint of the run's tokenizer: checkpoints that disagree on it cannot be merged."""
-    return hashlib.sha256(tokenizer_path(run_dir).read_bytes()).hexdigest()[:16]
-
-
-def load_or_train_tokenizer(run_dir: Path, cfg: Config, splits: Splits) -> tiktoken.Encoding:
-    """Train the BPE on the training documents' text once; later stages load the saved file."""
-    path = tokenizer_path(run_dir)
-    if path.exists():
-        return tok.load(path)
-    text = world.world_text(splits.train)[: cfg.tokenizer.train_chars]
-    return tok.train_tokenizer(text, cfg.tokenizer.vocab_size, path)
 
 
 # ----------------------------------------------------------------------------- padding

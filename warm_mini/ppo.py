@@ -11,7 +11,7 @@ which evaluation reuses):
   5. update    `epochs` passes of minibatch steps on the clipped policy loss + the clipped value loss.
 
 The trainer never sees a control reward (the oracle): `step` returns the sampled responses, and the
-caller (warm_mini/rl.py) scores them for evaluation. The settings are `PPOConfig` in warm_mini/config.py
+caller (warm_pipeline/rl_stage.py) scores them for evaluation. The settings are `PPOConfig` in warm_mini/config.py
 (`--ppo.*` flags). All log-probabilities (rollout, reference, update) are of
 logits / temperature, in float32, so the KL that is penalised is the KL of the sampling distributions.
 """

@@ -15,19 +15,17 @@ and, apart from the splits that merge.py scores every reward model on:
 The labeler compares the oracle's unclipped quality and abstains on ties: two summaries of equal quality (most
 often two wordings of a perfect summary) have no right answer, so their label would be a coin flip that no
 reward model can learn.
-Each split is cached in `prefs/<split>.pt` as plain tensors and lists of token ids.
+Here are the pieces (pairs, edits, labels); warm_pipeline/pairs_stage.py samples the summaries and caches each split.
 """
 
 import itertools
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import tiktoken
 import torch
-from tqdm import tqdm
 
-from warm_mini import checkpoint, data, lm, world
+from warm_mini import data, world
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config
 
@@ -64,34 +62,11 @@ class Pairs:
         return chosen, rejected
 
 
-def docs_of(splits: data.Splits, split: str) -> list[world.Document]:
-    return {"train": splits.train, "val": splits.val, "test": splits.test, "ood": splits.test, "curriculum": splits.train}[split]
-
-
-def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
-    """(checkpoint, temperature) of the policies a split samples from.
-
-    In distribution: the second half of the SFT trajectory at temperature 1 (earlier snapshots cannot copy
-    yet, so both of their summaries would sit at the oracle's floor: a tie, pure label noise).
-    """
-    snapshots = lm.sft_snapshots(run_dir)
-    if split == "ood":
-        return [(Path(run_dir) / "pretrain" / "model.pt", 1.0), (snapshots[-1], 1.5)]
-    return [(s, 1.0) for s in snapshots[len(snapshots) // 2 :]]
-
-
-EVAL_SUMMARIES = 3  # per evaluation document: with 2, ~30% of cpu-preset documents had only a tie to offer
 TIE = 1e-6  # oracle scores closer than this are equal (a score is a float sum)
 
 
-def split_size(cfg: Config, split: str) -> tuple[int, int]:
-    """(documents, policy samples per document) of a split: K = rm.summaries_per_doc for training, none for the
-    curriculum, 3 elsewhere."""
-    if split == "train":
-        return cfg.rm.train_docs, cfg.rm.summaries_per_doc
-    if split == "curriculum":
-        return cfg.rm.curriculum_docs, 0
-    return getattr(cfg.rm, f"{split}_pairs"), EVAL_SUMMARIES
+def docs_of(splits: data.Splits, split: str) -> list[world.Document]:
+    return {"train": splits.train, "val": splits.val, "test": splits.test, "ood": splits.test, "curriculum": splits.train}[split]
 
 
 def all_pairs(n_docs: int, k: int) -> list[tuple[int, int, int]]:
@@ -111,35 +86,6 @@ def untied_pairs(scores: list[list[float]], first_only: bool) -> list[tuple[int,
     for pair in pairs:
         first.setdefault(pair[0], pair)
     return list(first.values())
-
-
-def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str,
-               kinds: tuple[str, ...] = world.KEY_FACTS) -> Pairs:
-    """K summaries per document (K = rm.summaries_per_doc for training, 3 elsewhere), each from a policy
-    drawn on its own (so that they often differ in quality), and the untied pairs of them labeled by the
-    world's labeler: all of them for training, the first of each document for evaluation. Training documents
-    also get their reference and E = rm.edited_per_doc one-fact edits of it (in one random template): each edit
-    differs from the reference in one fact only, a pair no reward model can order without checking that fact
-    (`kinds`: see add_edits; scripts/rm_curves.py varies them). The curriculum's documents get their reference
-    and rm.curriculum_edits edits alone."""
-    n_docs, k = split_size(cfg, split)
-    docs = docs_of(splits, split)[:n_docs]
-    n = len(docs)
-    rng = random.Random(f"{cfg.seed}:{split}")
-    policies = _policies(run_dir, split) if k else []
-    which = [[rng.randrange(len(policies)) for _ in range(k)] for _ in range(n)]
-    summaries = [[None] * k for _ in range(n)]
-    for p, (path, temperature) in enumerate(tqdm(policies, desc=f"prefs/{split}", leave=False)):
-        model = lm.load_model(path, cfg.device)
-        for side in range(k):
-            idx = [i for i in range(n) if which[i][side] == p]
-            texts = lm.summarize(model, enc, [docs[i] for i in idx], temperature, seed=cfg.seed * 1000 + k * p + side, device=cfg.device)
-            for i, text in zip(idx, texts):
-                summaries[i][side] = text
-    edits = {"train": cfg.rm.edited_per_doc, "curriculum": cfg.rm.curriculum_edits}.get(split, 0)
-    if edits:
-        add_edits(cfg, docs, summaries, edits, kinds, stream=split)
-    return labeled_pairs(cfg, split, docs, summaries, enc)
 
 
 def add_edits(cfg: Config, docs: list[world.Document], summaries: list[list[str]], n_edits: int,
@@ -175,12 +121,3 @@ def labeled_pairs(cfg: Config, split: str, docs: list[world.Document], summaries
 def split_seed(seed: int, split: str) -> int:
     """A seed per (run seed, split) that is the same in every process (str hashes are not)."""
     return seed * 10 + LABELED.index(split)
-
-
-def load_or_make(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.Encoding, split: str) -> Pairs:
-    path = Path(run_dir) / "prefs" / f"{split}.pt"
-    if path.exists():
-        return Pairs(**checkpoint.load(path))
-    pairs = make_pairs(run_dir, cfg, splits, enc, split)
-    checkpoint.save(pairs.__dict__, path)
-    return pairs

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from warm_mini import checkpoint
-from warm_mini.cli import RunError
+from warm_mini.checkpoint import RunError
 from warm_mini.config import TrainConfig
 
 

@@ -1,4 +1,5 @@
-"""The command line every script shares: one flag per setting, the rules a setting must meet, one-line errors.
+"""The command line every script shares: one flag per setting, the rules a setting must meet, the config a
+run directory records, one-line errors.
 
 Every field of every section of warm_mini/config.py can be overridden as `--section.field VALUE`,
 e.g. `python train_rm.py --preset cpu --model.n_layer 6`. The scripts add their own flags beside these.
@@ -12,7 +13,9 @@ import re
 import sys
 from pathlib import Path
 
-from warm_mini.config import DTYPES, PRESETS, Config, from_dict, preset, sections
+from warm_mini import checkpoint
+from warm_mini.checkpoint import RunError
+from warm_mini.config import DTYPES, PRESETS, Config, dumps, from_dict, preset, sections, to_dict
 from warm_mini.world import KEY_FACTS
 
 
@@ -68,7 +71,7 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
 
     A run directory that already holds a config.json starts from that config (so later stages and
     resumed runs need no flags but --run-dir); otherwise the preset's defaults. The command line's
-    overrides apply on top either way; checkpoint.record_config refuses ones that change a finished run.
+    overrides apply on top either way; record_config refuses ones that change a finished run.
     """
     import torch
 
@@ -211,11 +214,6 @@ def _rules(cfg: Config) -> list[tuple[str, object, str]]:
     return rules
 
 
-class RunError(Exception):
-    """An expected failure (a diverged run, a damaged file, checkpoints that cannot be merged): the scripts
-    report it as one line, with what to do, instead of a traceback."""
-
-
 def run_script(main) -> None:
     """Call a script's `main()`; a RunError or an OSError (a read-only directory, a full disk) prints one line
     `error: ...` on stderr and exits with status 1."""
@@ -234,3 +232,39 @@ def validate(cfg: Config) -> None:
         if not holds(value):
             print(f"error: --{flag} {value!r}: must be {allowed}", file=sys.stderr)
             raise SystemExit(2)
+
+
+# Fields (or whole sections) that may change between a run and its resumption without changing a finished
+# stage: the device; and the RL stage's settings, since each PPO run is named by its own (see rl_stage.ppo_dir).
+RESUMABLE_FIELDS = {"device", "ppo", "rlhf"}
+
+
+def record_config(run_dir: Path, cfg: Config) -> None:
+    """Write config.json, or check that the run directory's recorded config agrees with `cfg`.
+
+    Resuming a run under a different configuration would silently mix two experiments, so any
+    difference outside RESUMABLE_FIELDS stops the run with the list of differing fields.
+    """
+    path = Path(run_dir) / "config.json"
+    new = to_dict(cfg)
+    if path.exists():
+        old = to_dict(from_dict(json.loads(path.read_text())))  # fields added since: the preset's
+        diffs = list(_differences(old, new))
+        if diffs:
+            lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, a, b in diffs)
+            raise SystemExit(
+                f"error: {path} was written by an incompatible configuration:\n{lines}\n"
+                f"Use the same settings to resume, or a new --run-dir for a new run."
+            )
+        return
+    checkpoint.atomic_write_text(path, dumps(cfg) + "\n")
+
+
+def _differences(old: dict, new: dict, prefix: str = ""):
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _differences(a, b, prefix=f"{name}.")
+        elif a != b and name not in RESUMABLE_FIELDS and name.split(".")[0] not in RESUMABLE_FIELDS:
+            yield name, a, b

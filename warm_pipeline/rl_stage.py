@@ -1,4 +1,4 @@
-"""The RL stage: PPO of the SFT policy against one reward source, watched by the control reward.
+"""Stage 3: PPO of the SFT policy against one reward source, watched by the control reward.
 
 A run trains against one reward source (rm:I, ens:M, warm:M or oracle) at one KL coefficient. It never
 trains on the oracle (unless the oracle is the source): the oracle only scores its rollouts for the logs,
@@ -26,11 +26,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from warm_mini import checkpoint, data, lm, prefs, reward
+from warm_mini import checkpoint, data, lm, reward
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config
 from warm_mini.ppo import PPOTrainer, ValueModel, response_kl
 from warm_mini.train import Diverged
+from warm_pipeline import pairs_stage, rm_stage, sft_stage
 
 
 def sources(cfg: Config, run_dir: Path) -> list[str]:
@@ -38,7 +39,7 @@ def sources(cfg: Config, run_dir: Path) -> list[str]:
     RM, ENS and WARM of all M)."""
     specs = [s.strip() for s in cfg.rlhf.rewards.split(",") if s.strip()]
     specs = specs or ["rm:best", f"ens:{cfg.rm.n_models}", f"warm:{cfg.rm.n_models}"]
-    best = reward.rm_index(reward.ranked_reward_models(run_dir)[0])
+    best = rm_stage.rm_index(rm_stage.ranked_reward_models(run_dir)[0])
     return [f"rm:{best}" if s == "rm:best" else s for s in specs]
 
 
@@ -54,7 +55,7 @@ def label(source: str) -> str:
 
 def ppo_dir(run_dir: Path, cfg: Config, source: str, kl_coef: float) -> Path:
     """rlhf/<source>_kl<coef>_<hash of what shapes the run's results: its settings and its reward's files>."""
-    reward_hash = hashlib.sha256(b"".join(p.read_bytes() for p in reward.reward_files(source, run_dir))).hexdigest()
+    reward_hash = hashlib.sha256(b"".join(p.read_bytes() for p in rm_stage.reward_files(source, run_dir))).hexdigest()
     ppo = dataclasses.asdict(dataclasses.replace(cfg.ppo, kl_coef=kl_coef))
     if not ppo["warmup_iterations"]:  # added later: hashed only when set, so that earlier runs keep their folders
         del ppo["warmup_iterations"]
@@ -121,18 +122,18 @@ def check_finite(trainer: PPOTrainer, metrics: dict, name: str, state_path: Path
 
 
 def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits: data.Splits, enc) -> Path:
-    """PPO of the SFT policy (lm.rl_init) against `source` at `kl_coef`, resuming if interrupted; returns the run's folder."""
+    """PPO of the SFT policy (sft_stage.rl_init) against `source` at `kl_coef`, resuming if interrupted; returns the run's folder."""
     out = ppo_dir(run_dir, cfg, source, kl_coef)
     if (out / "done").exists():
         tqdm.write(f"{out.name}: finished earlier")
         return out
     device = cfg.device
     eot, _, pad = tok.special_ids(enc)
-    policy = lm.load_model(lm.rl_init(run_dir, cfg.rlhf.init_step), device)
+    policy = lm.load_model(sft_stage.rl_init(run_dir, cfg.rlhf.init_step), device)
     prompts = reward.doc_of_prompt(enc, splits.train + splits.val)  # every prompt PPO trains or is evaluated on
-    reward_model = reward.load_reward_source(source, run_dir, device, enc, prompts)
+    reward_model = rm_stage.load_reward_source(source, run_dir, device, enc, prompts)
     if cfg.ppo.centre_rewards:
-        reward_model = reward.Centred(reward_model, enc, prompts, splits.val, prefs.load_or_make(run_dir, cfg, splits, enc, "val"))
+        reward_model = reward.Centred(reward_model, enc, prompts, splits.val, pairs_stage.load_or_make(run_dir, cfg, splits, enc, "val"))
     seed = ppo_seed(cfg)
     torch.manual_seed(seed)
     trainer = PPOTrainer(dataclasses.replace(cfg.ppo, kl_coef=kl_coef), policy, copy.deepcopy(policy),
