@@ -1,6 +1,9 @@
-"""The three packages stack: warm_mini (the method) <- warm_pipeline (a run of it) <- warm_eval (its measurements)."""
+"""The layout: three packages that stack, warm_mini (the method) <- warm_pipeline (a run of it) <- warm_eval
+(its measurements), and a README whose function names exist."""
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,19 @@ def test_the_import_reader_sees_nested_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import os\n\ndef f():\n    from warm_eval.report import pyplot\n    import warm_pipeline.cli\n")
     assert imported_packages(module) == {"os", "warm_eval", "warm_pipeline"}
+
+
+def test_every_function_the_readme_names_exists():
+    """The README's `warm_mini.x.y` names (the idea -> function table, among others) resolve to real objects."""
+    names = set(re.findall(r"`(warm_(?:mini|pipeline|eval)(?:\.\w+)+)`", (ROOT / "README.md").read_text()))
+    assert len(names) >= 15
+    missing = []
+    for name in sorted(names):
+        parts = name.split(".")
+        module = importlib.import_module(".".join(parts[:2]))
+        obj = module
+        for attr in parts[2:]:
+            obj = getattr(obj, attr, None)
+        if obj is None:
+            missing.append(name)
+    assert not missing
