@@ -12,6 +12,8 @@ from warm_mini import checkpoint, data, lm, prefs, world
 from warm_mini.config import Config
 from warm_pipeline import sft_stage
 
+EVAL_SUMMARIES = 3  # per evaluation document: with 2, ~30% of cpu-preset documents had only a tie to offer
+
 
 def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
     """(checkpoint, temperature) of the policies a split samples from.
@@ -23,9 +25,6 @@ def _policies(run_dir: Path, split: str) -> list[tuple[Path, float]]:
     if split == "ood":
         return [(Path(run_dir) / "pretrain" / "model.pt", 1.0), (snapshots[-1], 1.5)]
     return [(s, 1.0) for s in snapshots[len(snapshots) // 2 :]]
-
-
-EVAL_SUMMARIES = 3  # per evaluation document: with 2, ~30% of cpu-preset documents had only a tie to offer
 
 
 def split_size(cfg: Config, split: str) -> tuple[int, int]:

@@ -74,14 +74,14 @@ def shared_starts(run_dir: Path, cfg: Config, splits: data.Splits, enc, pairs: d
 def train_reward_models(run_dir: Path, cfg: Config, splits: data.Splits, enc, pairs: dict) -> list[Path]:
     """The shared starts (linear probing, the curriculum), then M diverse fine-tunings of the whole model on the
     training pairs; under torchrun, rank r trains RMs r, r + N, ..."""
-    rank, world = dist_info()
+    rank, n_procs = dist_info()
     run_dir = Path(run_dir)
     sft_shape = checkpoint.load(sft_stage.sft_snapshots(run_dir)[-1])["model_config"]
     shape = ModelConfig(**{**sft_shape, "n_layer": sft_shape["n_layer"] + cfg.rm.head_layers})
     meta = {"model_config": dataclasses.asdict(shape), "tokenizer": sft_stage.tokenizer_hash(run_dir)}
     starts = shared_starts(run_dir, cfg, splits, enc, pairs, meta)
 
-    for i in range(rank, cfg.rm.n_models, world):
+    for i in range(rank, cfg.rm.n_models, n_procs):
         if rm_path(run_dir, i).exists():
             tqdm.write(f"rm {i}: finished earlier")
             continue
