@@ -10,8 +10,8 @@ import json
 
 from warm_eval import report, reward_models
 from warm_mini import averaging, checkpoint, data, lm, prefs, tokenizer, world
-from warm_mini.reward import normalise, pair_accuracy, rm_from_checkpoint, score_pairs
-from warm_pipeline import cli, pairs_stage, sft_stage
+from warm_mini.reward import normalise, pair_accuracy, rm_from_checkpoint
+from warm_pipeline import cli, pairs_stage, rm_stage, sft_stage
 from warm_pipeline.rm_stage import ranked_reward_models, rm_index
 
 
@@ -61,9 +61,8 @@ def main(argv=None):
           + ", ".join(f"{s} {v:.3f}" for s, v in sft_loglik.items()))
 
     if args.soup:
-        def val_accuracy(ckpt):
-            model = rm_from_checkpoint(ckpt, cfg.device)
-            return pair_accuracy(*score_pairs(model, enc, splits.val, pairs["val"], device=cfg.device), pairs["val"].label)
+        def val_accuracy(ckpt):  # the accuracy that ranks the RMs, of a candidate soup
+            return rm_stage.val_accuracy(rm_from_checkpoint(ckpt, cfg.device), enc, splits, pairs)
 
         soup, kept = averaging.greedy_soup([rm_paths[i] for i in ranked], val_accuracy)
         model = rm_from_checkpoint(soup, cfg.device)
