@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -407,6 +408,27 @@ def test_memorisation_script_shares_the_sft_and_changes_only_the_reward_models_d
         agreement, _, unseen_acc, memorised, _ = map(float, cells)
         assert agreement == pytest.approx(flipped[model], abs=5e-4)
         assert memorised == pytest.approx(agreement - (1 - unseen_acc), abs=2e-3)
+
+
+def test_control_parts_credits_the_reference_and_charges_an_edit_to_its_own_fact(tiny_run):
+    """scripts/control_parts.py: a one-fact edit loses that fact's credit and invents one fact of its class, nothing else."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import control_parts
+
+    docs = world.generate_documents(5, seed=3)
+    part, credit, invented = control_parts.parts(docs, [d.reference + world.EOT for d in docs])
+    assert part["coverage"] == pytest.approx(1.0) and not invented
+    assert all(credit[f] == pytest.approx(1.0) for f in world.KEY_FACTS)
+    rng = random.Random(0)
+    for kind in world.KEY_FACTS:
+        _, credit, invented = control_parts.parts(docs, [world.edited_summary(d, kind, rng) + world.EOT for d in docs])
+        assert credit[kind] < 1 and all(credit[f] == pytest.approx(1.0) for f in world.KEY_FACTS if f != kind), kind
+        assert dict(invented) == pytest.approx({control_parts.INVENTED_CLASS[kind]: 1.0}), kind
+    out = subprocess.run([sys.executable, "scripts/control_parts.py", "--run-dir", str(tiny_run[0]), "sft:10", "sft"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| sft")]
+    assert len(rows) == 4 and rows[1].split(" | ")[2] == "0.00"  # two tables; the final SFT is the reference here: KL 0
 
 
 def test_edit_surprise_finds_the_edited_tokens_and_reports_every_fact(tiny_run):
