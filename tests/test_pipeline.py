@@ -410,8 +410,9 @@ def test_memorisation_script_shares_the_sft_and_changes_only_the_reward_models_d
         assert memorised == pytest.approx(agreement - (1 - unseen_acc), abs=2e-3)
 
 
-def test_control_parts_credits_the_reference_and_charges_an_edit_to_its_own_fact(tiny_run):
-    """scripts/control_parts.py: a one-fact edit loses that fact's credit and invents one fact of its class, nothing else."""
+def test_control_parts_charges_an_edit_to_its_own_fact_and_the_oracle_picks_the_best_of_n(tiny_run):
+    """scripts/control_parts.py: a one-fact edit loses that fact's credit and invents one fact of its class, nothing else;
+    with --bon, no proxy's pick beats the oracle's."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import control_parts
 
@@ -429,6 +430,12 @@ def test_control_parts_credits_the_reference_and_charges_an_edit_to_its_own_fact
     assert out.returncode == 0, out.stdout + out.stderr
     rows = [line for line in out.stdout.splitlines() if line.startswith("| sft")]
     assert len(rows) == 4 and rows[1].split(" | ")[2] == "0.00"  # two tables; the final SFT is the reference here: KL 0
+    out = subprocess.run([sys.executable, "scripts/control_parts.py", "--run-dir", str(tiny_run[0]), "--bon", "4", "rm:0", "oracle"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    control = {line.split(" | ")[0][2:]: float(line.split(" | ")[1]) for line in out.stdout.splitlines()[4:7]}
+    assert list(control) == ["one sample", "rm:0, best of 4", "oracle, best of 4"]
+    assert control["oracle, best of 4"] >= max(control.values())  # the oracle's pick is each document's best sample
 
 
 def test_edit_surprise_finds_the_edited_tokens_and_reports_every_fact(tiny_run):

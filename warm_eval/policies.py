@@ -84,6 +84,14 @@ def bon_ns(n_max: int) -> list[int]:
     return [2**i for i in range(int(math.log2(n_max)) + 1)]
 
 
+def bon_samples(run_dir: Path, cfg, docs, enc, n: int) -> tuple[list, list[list[int]]]:
+    """Best-of-N's candidates: `n` samples of each document from the SFT policy (sft_stage.rl_init), as token ids,
+    with the document of each row; document i's samples are rows i*n .. (i+1)*n - 1."""
+    policy = lm.load_model(sft_stage.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
+    repeated = [d for d in docs for _ in range(n)]
+    return repeated, lm.sample_summaries(policy, enc, repeated, cfg.rlhf.bon_temperature, seed=cfg.seed, device=cfg.device)
+
+
 def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[list[dict], dict]:
     """Fig. 6: N samples per document from the SFT policy, the one a proxy prefers kept, judged by the oracle.
 
@@ -92,9 +100,7 @@ def best_of_n_experiment(run_dir: Path, cfg, docs, enc, ms: list[int]) -> tuple[
     control) and the seconds each proxy took to score the samples (ENS: the sum of its members').
     """
     n_max = cfg.rlhf.bon_n
-    policy = lm.load_model(sft_stage.rl_init(run_dir, cfg.rlhf.init_step), cfg.device)
-    repeated = [d for d in docs for _ in range(n_max)]  # document i's samples are rows i*n_max .. (i+1)*n_max - 1
-    samples = lm.sample_summaries(policy, enc, repeated, cfg.rlhf.bon_temperature, seed=cfg.seed, device=cfg.device)
+    repeated, samples = bon_samples(run_dir, cfg, docs, enc, n_max)
     as_table = lambda xs: torch.as_tensor(xs, dtype=torch.float32).view(len(docs), n_max)
     control = as_table(reward.control_scores(enc, repeated, samples))
 
