@@ -31,8 +31,10 @@ INVENTED_CLASS = {"name": "PERSON", "action": "ACTION", "obj": "OBJ", "qty": "NU
 def policy_path(run_dir: Path, spec: str) -> Path:
     """`sft:STEP` (an SFT snapshot), `sft` (the final SFT model) or a checkpoint path relative to the run directory."""
     if spec == "sft" or spec.startswith("sft:"):
-        return sft_stage.rl_init(run_dir, int(spec.partition(":")[2] or 0))
-    path = run_dir / spec
+        step = spec.partition(":")[2]
+        path = run_dir / "sft" / (f"step_{int(step):06d}.pt" if step.isdigit() else "model.pt" if not step else step)
+    else:
+        path = run_dir / spec
     if not path.exists():
         raise SystemExit(f"error: {path} does not exist")
     return path
@@ -71,14 +73,16 @@ def bon_rows(run_dir: Path, cfg, splits, enc, specs: list[str], n: int) -> tuple
     for spec in specs:
         source = rm_stage.load_reward_source(spec, run_dir, cfg.device, enc, reward.doc_of_prompt(enc, docs))
         scores = reward.score_summaries(source, enc, repeated, samples, device=cfg.device).view(len(docs), n)
-        rows.append((f"{spec}, best of {n}", policies.bon_kl(n), docs, [texts[i * n + j] for i, j in enumerate(scores.argmax(1).tolist())]))
+        picks = [texts[i * n + j] for i, j in enumerate(scores.argmax(1).tolist())]
+        rows.append((f"{spec}, best of {n}", policies.bon_kl(n), docs, picks))
     return f"{len(docs)} test documents, {n} SFT samples each at temperature {cfg.rlhf.bon_temperature:g}", rows
 
 
 def main(argv=None):
     parser = cli.build_parser(__doc__)
     parser.add_argument("policies", nargs="+",
-                        help="sft, sft:STEP or checkpoint paths relative to the run directory; with --bon, reward sources (rm:I, rm:best, ens:M, warm:M, oracle)")
+                        help="sft, sft:STEP or checkpoint paths relative to the run directory; "
+                             "with --bon, reward sources (rm:I, rm:best, ens:M, warm:M, oracle)")
     parser.add_argument("--bon", type=int, default=0, metavar="N",
                         help="split Best-of-N's picks instead: each reward source's choice among N SFT samples per document")
     args = parser.parse_args(argv)
@@ -90,14 +94,14 @@ def main(argv=None):
     print(f"{what}\n")
     names = list(world.score_components(rows[0][2][0], rows[0][2][0].reference))
     print("| policy | control | KL | " + " | ".join(names) + " |\n|---|---|---|" + "---|" * len(names))
-    split = [(name, kl, sum(map(world.score, docs, summaries)) / len(docs), *parts(docs, summaries)) for name, kl, docs, summaries in rows]
-    for name, kl, control, part, _, _ in split:
+    table = [(name, kl, sum(map(world.score, docs, summaries)) / len(docs), *parts(docs, summaries)) for name, kl, docs, summaries in rows]
+    for name, kl, control, part, _, _ in table:
         print(f"| {name} | {control:.3f} | {kl:.2f} | " + " | ".join(f"{part[k]:+.3f}" for k in names) + " |")
     print("\ncredit earned per fact of the main event (1 = always right), and in brackets the facts of its class a summary invents\n")
     print("| policy | " + " | ".join(f"{f} ({w:g})" for f, w in world.WEIGHTS.items()) + " |\n|---|" + "---|" * len(world.WEIGHTS))
-    for name, _, _, _, credit, invented in split:
+    for name, _, _, _, credit, invented in table:
         print(f"| {name} | " + " | ".join(f"{credit[f]:.2f} ({invented[INVENTED_CLASS[f]]:.2f})" for f in world.WEIGHTS) + " |")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)
