@@ -32,7 +32,9 @@ def policy_path(run_dir: Path, spec: str) -> Path:
     """`sft:STEP` (an SFT snapshot), `sft` (the final SFT model) or a checkpoint path relative to the run directory."""
     if spec == "sft" or spec.startswith("sft:"):
         step = spec.partition(":")[2]
-        path = run_dir / "sft" / (f"step_{int(step):06d}.pt" if step.isdigit() else "model.pt" if not step else step)
+        if step and not step.isdigit():
+            raise SystemExit(f"error: {spec}: sft:STEP takes a step number, e.g. sft:1500")
+        path = run_dir / "sft" / (f"step_{int(step):06d}.pt" if step else "model.pt")
     else:
         path = run_dir / spec
     if not path.exists():
