@@ -93,10 +93,10 @@ def main(argv=None):
     what, rows = (bon_rows(run_dir, cfg, splits, enc, args.policies, args.bon) if args.bon
                   else ppo_rows(run_dir, cfg, splits, enc, args.policies))
 
-    print(f"{what}\n")
-    names = list(world.score_components(rows[0][2][0], rows[0][2][0].reference))
-    print("| policy | control | KL | " + " | ".join(names) + " |\n|---|---|---|" + "---|" * len(names))
     table = [(name, kl, sum(map(world.score, docs, summaries)) / len(docs), *parts(docs, summaries)) for name, kl, docs, summaries in rows]
+    names = list(table[0][3])  # the oracle's parts, in world.score_components' order
+    print(f"{what}\n")
+    print("| policy | control | KL | " + " | ".join(names) + " |\n|---|---|---|" + "---|" * len(names))
     for name, kl, control, part, _, _ in table:
         print(f"| {name} | {control:.3f} | {kl:.2f} | " + " | ".join(f"{part[k]:+.3f}" for k in names) + " |")
     print("\ncredit earned per fact of the main event (1 = always right), and in brackets the facts of its class a summary invents\n")
