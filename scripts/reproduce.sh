@@ -7,7 +7,7 @@
 #
 # REWARDS are rlhf.py's PPO reward sources: by default the preset's three (best RM, ENS M=6, WARM M=6, with
 # the cpu preset's 6 reward models), WARM M=2 (does a larger M hold up longer?) and the oracle (the upper
-# bound); empty: the preset's default.
+# bound); empty: the preset's default. ARGS are more flags for every script (e.g. ARGS="--rm.fluency_edits true").
 #
 # JOBS runs go at once, each on its own thread(s): on 2 cores, two one-thread runs do 1.4x the work of
 # one two-thread run (the models are too small to keep two threads busy). Every run is resumable, so
@@ -21,12 +21,14 @@ ROOT=${ROOT:-runs/repro}
 JOBS=${JOBS:-2}
 OUT=${OUT:-results}
 REWARDS=${REWARDS-rm:best,ens:6,warm:6,warm:2,oracle}
+ARGS=${ARGS:-}
 PYTHON=${PYTHON:-python3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
 mkdir -p "$ROOT/logs"
 
 pipeline() {  # run_dir, then extra flags for every script; stops at the first stage that fails
   local dir=$1; shift
+  set -- "$@" $ARGS  # word-split on purpose: a list of flags
   $PYTHON train_rm.py --preset "$PRESET" --run-dir "$dir" "$@" &&
     $PYTHON merge.py --preset "$PRESET" --run-dir "$dir" "$@" &&
     $PYTHON rlhf.py --preset "$PRESET" --run-dir "$dir" ${REWARDS:+--reward "$REWARDS"} "$@"
@@ -51,7 +53,7 @@ one_run() {  # "clean SEED" or "corrupt SEED"
   pipeline "$dir" --seed "$seed" --rm.corrupt 0.25
 }
 export -f pipeline one_run
-export PRESET ROOT PYTHON REWARDS
+export PRESET ROOT PYTHON REWARDS ARGS
 
 # Clean runs first, so that a corrupted run rarely waits for its clean run's SFT.
 for setting in clean corrupt; do for seed in $SEEDS; do echo "$setting $seed"; done; done |

@@ -196,6 +196,27 @@ def test_the_labeler_abstains_on_ties():
     assert prefs.untied_pairs(scores, first_only=True) == [(0, 0, 2), (2, 0, 1)]  # evaluation: one pair per document
 
 
+@pytest.mark.parametrize("one_kind", [True, False])
+def test_the_curriculum_pairs_each_edit_with_the_reference_and_fluency_edits_only_add(one_kind):
+    """Curriculum pairs are (reference, edit) only, the one-fact edits' pairs the same with or without --rm.fluency_edits."""
+    cfg = config.preset("tiny")
+    cfg = dataclasses.replace(cfg, rm=dataclasses.replace(cfg.rm, one_kind_per_doc=one_kind))
+    docs, enc = world.generate_documents(30, seed=1), _fake_enc()
+    built = {}
+    for fluency in (False, True):
+        summaries = [[] for _ in docs]
+        prefs.add_edits(cfg, docs, summaries, 3, stream="curriculum", fluency=fluency)
+        assert all(len(s) == 1 + 3 + 2 * fluency for s in summaries)
+        built[fluency] = prefs.labeled_pairs(cfg, "curriculum", docs, summaries, enc)
+        refs = {tuple(tok.encode_with_specials(enc, summ[0])) for summ in summaries}
+        assert all(tuple(a) in refs for a in built[fluency].a)  # summary a is always the reference
+        assert bool((built[fluency].score_a > built[fluency].score_b).all())
+    without, with_ = built[False], built[True]
+    assert len(with_) == len(without) + 2 * len(docs)
+    kept = [k for k in range(len(with_)) if with_.b[k] in without.b]
+    assert [with_.b[k] for k in kept] == without.b and [with_.doc[k] for k in kept] == without.doc
+
+
 def _fake_enc():
     ranks = {bytes([i]): i for i in range(256)}
     return tok.build_encoding(ranks)

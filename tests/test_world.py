@@ -131,6 +131,22 @@ def test_an_edited_summary_loses_exactly_the_edited_fact():
         assert world.invented_facts(doc, doc.reference + EOT) == []
 
 
+def test_fluency_edits_keep_the_words_and_lose_quality():
+    """A span said twice keeps every fact and is penalised as repetition; a swap keeps the words; both score below the reference."""
+    rng = random.Random(0)
+    for doc in DOCS[:100]:
+        ref = doc.reference
+        repeated, swapped = world.fluency_edits(ref, rng)
+        words, rep = ref.split(" "), repeated.split(" ")
+        i = next(k for k in range(len(words)) if rep[k] != words[k])  # the span's second copy starts where they differ
+        assert len(rep) == len(words) + 2 and rep[i : i + 2] == rep[i - 2 : i] and rep[:i] + rep[i + 2 :] == words
+        assert sorted(swapped.split(" ")) == sorted(words) and swapped != ref
+        assert world.fact_credit(doc, repeated + EOT) == world.fact_credit(doc, ref + EOT)
+        assert score_components(doc, repeated + EOT)["repetition"] < 0 == score_components(doc, ref + EOT)["repetition"]
+        for edit in (repeated, swapped):
+            assert world.quality(doc, edit + EOT) < world.quality(doc, ref + EOT), edit
+
+
 def test_penalties_land_in_their_component():
     doc = DOCS[0]
     cases = {

@@ -121,6 +121,8 @@ class RMConfig:
     """training documents of the curriculum, each giving its reference and `curriculum_edits` one-fact edits of it"""
     curriculum_edits: int = 7
     """one-fact edits of each curriculum document's reference"""
+    fluency_edits: bool = False
+    """the curriculum's references also get two fluency edits (a two-word span said twice, two adjacent words swapped)"""
     baklava: int = 3
     """RMs start from the last this-many snapshots of the shared trajectory (Baklava): the curriculum's, else SFT's; 1 = one start"""
     probe_steps: int = 300

@@ -11,7 +11,8 @@ Splits (each from its own documents):
             temperature
 and, apart from the splits that merge.py scores every reward model on:
     curriculum   the reference of each of `--rm.curriculum_docs` training documents and `--rm.curriculum_edits`
-            one-fact edits of it, no policy sample: the shared first phase of reward-model training
+            one-fact edits of it (with `--rm.fluency_edits`, also two fluency edits), each edit paired with the
+            reference, no policy sample: the shared first phase of reward-model training
 The labeler compares the oracle's unclipped quality and abstains on ties: two summaries of equal quality (most
 often two wordings of a perfect summary) have no right answer, so their label would be a coin flip that no
 reward model can learn.
@@ -89,15 +90,20 @@ def untied_pairs(scores: list[list[float]], first_only: bool) -> list[tuple[int,
 
 
 def add_edits(cfg: Config, docs: list[world.Document], summaries: list[list[str]], n_edits: int,
-              kinds: tuple[str, ...] = world.KEY_FACTS, stream: str = "train") -> None:
+              kinds: tuple[str, ...] = world.KEY_FACTS, stream: str = "train", fluency: bool = False) -> None:
     """Appends to each document's summaries its reference and `n_edits` one-fact edits of it, in one random template:
-    different kinds drawn from `kinds`, or with rm.one_kind_per_doc all of one kind (they tie: no edit-vs-edit pair)."""
+    different kinds drawn from `kinds`, or with rm.one_kind_per_doc all of one kind (they tie: no edit-vs-edit pair);
+    with `fluency`, then the reference's two fluency edits (world.fluency_edits)."""
     rng = random.Random(f"{cfg.seed}:{stream}:edits")  # its own stream: the policy samples stay as they were
+    fluency_rng = random.Random(f"{cfg.seed}:{stream}:fluency")  # and the one-fact edits stay as they were
     for doc, summ in zip(docs, summaries):
         t = rng.randrange(len(world.SUMMARY_TEMPLATES))
         chosen = [rng.choice(kinds)] * n_edits if cfg.rm.one_kind_per_doc else rng.sample(kinds, n_edits)
-        reference_and_edits = [world.reference_summary(doc, template=t)] + [world.edited_summary(doc, k, rng, t) for k in chosen]
-        summ += [s + world.EOT for s in reference_and_edits]
+        reference = world.reference_summary(doc, template=t)
+        edits = [world.edited_summary(doc, k, rng, t) for k in chosen]
+        if fluency:
+            edits += world.fluency_edits(reference, fluency_rng)
+        summ += [s + world.EOT for s in [reference] + edits]
 
 
 def labeled_pairs(cfg: Config, split: str, docs: list[world.Document], summaries: list[list[str]], enc: tiktoken.Encoding) -> Pairs:
@@ -105,6 +111,8 @@ def labeled_pairs(cfg: Config, split: str, docs: list[world.Document], summaries
     scores = [[world.quality(d, s) for s in summ] for d, summ in zip(docs, summaries)]
     ids = [[tok.encode_with_specials(enc, s) for s in summ] for summ in summaries]
     pairs = untied_pairs(scores, first_only=split not in TRAINING)
+    if split == "curriculum":  # the reference (summary 0) against each of its edits, never one edit against another
+        pairs = [(i, s, t) for i, s, t in pairs if s == 0]
     score_a = torch.tensor([scores[i][s] for i, s, _ in pairs])
     score_b = torch.tensor([scores[i][t] for i, _, t in pairs])
     corrupt = cfg.rm.corrupt if split in TRAINING else 0.0  # evaluation labels stay clean

@@ -185,6 +185,18 @@ def edited_summary(doc: Document, kind: str, rng: random.Random, template: int |
     return reference_summary(replace(doc, facts=replace(doc.facts, **{kind: value})), template=template)
 
 
+def fluency_edits(summary: str, rng: random.Random) -> list[str]:
+    """Two edits of a summary (without EOT) that keep its words and lose fluency: a two-word span said twice, and two
+    adjacent words swapped (which may also break a fact's phrase). One-fact edits never show a reward model that
+    repeating words is worse; these do."""
+    words = summary.split(" ")
+    i = rng.randrange(len(words) - 2)
+    repeated = words[: i + 2] + words[i : i + 2] + words[i + 2 :]
+    j = rng.randrange(len(words) - 2)
+    swapped = words[:j] + [words[j + 1], words[j]] + words[j + 2 :]
+    return [" ".join(repeated), " ".join(swapped)]
+
+
 def world_text(docs: list[Document]) -> str:
     """Pretraining text: each document, SEP, its reference summary and EOT, one after another."""
     return "".join(doc.text + SEP + doc.reference + EOT for doc in docs)

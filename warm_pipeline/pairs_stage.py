@@ -45,7 +45,7 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
     also get their reference and E = rm.edited_per_doc one-fact edits of it (in one random template): each edit
     differs from the reference in one fact only, a pair no reward model can order without checking that fact
     (`kinds`: see add_edits; scripts/rm_curves.py varies them). The curriculum's documents get their reference
-    and rm.curriculum_edits edits alone."""
+    and rm.curriculum_edits edits alone (and, with rm.fluency_edits, two fluency edits)."""
     n_docs, k = split_size(cfg, split)
     docs = prefs.docs_of(splits, split)[:n_docs]
     n = len(docs)
@@ -62,7 +62,7 @@ def make_pairs(run_dir: Path, cfg: Config, splits: data.Splits, enc: tiktoken.En
                 summaries[i][side] = text
     edits = {"train": cfg.rm.edited_per_doc, "curriculum": cfg.rm.curriculum_edits}.get(split, 0)
     if edits:
-        prefs.add_edits(cfg, docs, summaries, edits, kinds, stream=split)
+        prefs.add_edits(cfg, docs, summaries, edits, kinds, stream=split, fluency=split == "curriculum" and cfg.rm.fluency_edits)
     return prefs.labeled_pairs(cfg, split, docs, summaries, enc)
 
 
