@@ -5,10 +5,12 @@ each KL coefficient (--rlhf.kl_coefs), PPO fine-tunes the SFT policy (warm_pipel
 control reward (the oracle) it never trains on. Then Best-of-N on SFT samples with every proxy (Fig. 6),
 win rates judged by the oracle at equal steps, at each run's best checkpoint and at a fixed KL (Fig. 9),
 and report.md with every table and figure. Finished PPO runs are skipped; an interrupted one resumes.
+Under torchrun --nproc_per_node=N rlhf.py ..., the PPO runs go N at a time, one per process (rank r takes
+runs r, r + N, ...), and rank 0 then does the rest.
 """
 
 from warm_eval import policies, report
-from warm_mini import checkpoint, data, reward, tokenizer
+from warm_mini import checkpoint, data, reward, tokenizer, train
 from warm_pipeline import cli, rl_stage, rm_stage, sft_stage
 
 # the order runs are compared in: WARM against everything after it, and so on
@@ -22,13 +24,18 @@ def main(argv=None):
     parser.add_argument("--no-bon", action="store_true", help="skip Best-of-N")
     args = parser.parse_args(argv)
     cfg, run_dir = cli.resolve(args)
+    cfg.device = train.init_distributed(cfg.device)
+    rank, n_procs = train.dist_info()
+    say = print if rank == 0 else (lambda *a, **k: None)
     if args.reward is not None:
         cfg.rlhf.rewards = args.reward
     if not (run_dir / "sft" / "model.pt").exists() or len(rm_stage.ranked_reward_models(run_dir)) < cfg.rm.n_models:
         raise SystemExit(f"error: no finished reward models in {run_dir}; "
                          "run train_rm.py and merge.py with the same --preset/--run-dir first")
     sft_stage.rl_init(run_dir, cfg.rlhf.init_step)  # an SFT snapshot that exists, before any work
-    cli.record_config(run_dir, cfg)
+    if rank == 0:
+        cli.record_config(run_dir, cfg)
+    train.barrier()
     splits = data.load_world(cfg)
     enc = tokenizer.load(sft_stage.tokenizer_path(run_dir))
 
@@ -40,15 +47,20 @@ def main(argv=None):
             raise SystemExit(f"error: {e}")
     sources.sort(key=lambda s: KIND_ORDER.index(s.partition(":")[0]))
     kl_coefs = rl_stage.kl_coefs(cfg)
-    print(f"run directory: {run_dir}; PPO against {', '.join(sources)} at KL coefficient(s) {', '.join(f'{k:g}' for k in kl_coefs)}")
+    say(f"run directory: {run_dir}; PPO against {', '.join(sources)} at KL coefficient(s) {', '.join(f'{k:g}' for k in kl_coefs)}")
 
+    jobs = [(source, kl_coef) for kl_coef in kl_coefs for source in sources]
+    for source, kl_coef in jobs[rank::n_procs]:
+        rl_stage.train_policy(run_dir, cfg, source, kl_coef, splits, enc)
+    train.barrier()
+    if rank:
+        return
     runs = {}
-    for kl_coef in kl_coefs:
-        for source in sources:
-            out = rl_stage.train_policy(run_dir, cfg, source, kl_coef, splits, enc)
-            name = rl_stage.label(source) + (f" β={kl_coef:g}" if len(kl_coefs) > 1 else "")
-            runs[name] = {"train": checkpoint.read_jsonl(out / "train.jsonl"), "eval": checkpoint.read_jsonl(out / "eval.jsonl"),
-                          "kl_coef": kl_coef, "dir": out}
+    for source, kl_coef in jobs:
+        out = rl_stage.ppo_dir(run_dir, cfg, source, kl_coef)  # finished, by this process or another
+        name = rl_stage.label(source) + (f" β={kl_coef:g}" if len(kl_coefs) > 1 else "")
+        runs[name] = {"train": checkpoint.read_jsonl(out / "train.jsonl"), "eval": checkpoint.read_jsonl(out / "eval.jsonl"),
+                      "kl_coef": kl_coef, "dir": out}
 
     bon_rows, bon_seconds = [], {}
     if not args.no_bon:

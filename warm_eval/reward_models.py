@@ -32,12 +32,19 @@ class Scorer:
 
     def __init__(self, enc, splits: data.Splits, pairs: dict, device: str, max_pairs: int):
         self.enc, self.splits, self.pairs, self.device, self.max_pairs = enc, splits, pairs, device, max_pairs
+        self._saved: dict[Path, dict] = {}
 
     def subset(self, split: str) -> prefs.Pairs:
         return self.pairs[split].head(self.max_pairs)
 
     def rewards(self, ckpt: dict, split_names=prefs.SPLITS) -> dict:
         return self.score(rm_from_checkpoint(ckpt, self.device), split_names)
+
+    def saved_rewards(self, path: Path) -> dict:
+        """Every split's rewards of the RM saved at `path`, scored once however often asked (the LMC endpoints)."""
+        if path not in self._saved:
+            self._saved[path] = self.rewards(checkpoint.load(path))
+        return self._saved[path]
 
     def score(self, model, split_names=prefs.SPLITS) -> dict:
         """{split: (ra, rb)} from any module with the reward interface."""
@@ -105,7 +112,7 @@ def accuracy_table(rm_paths: list[Path], ranked: list[int], ms: list[int], score
     per_rm, built = {}, {}
     rows = []
     for i in tqdm(ranked, desc="scoring RMs", leave=False):
-        per_rm[i] = scorer.rewards(checkpoint.load(rm_paths[i]))
+        per_rm[i] = scorer.saved_rewards(rm_paths[i])
         rows.append({"model": f"RM {i}", **accuracy_row(per_rm[i], scorer)})
     rows.sort(key=lambda r: int(r["model"].split()[1]))
     for m in ms:
@@ -130,11 +137,10 @@ def lmc_curves(rm_paths: list[Path], run_dir: Path, scorer: Scorer, lams: list[f
             if len(mids) < 2:
                 continue
             end_a = scorer.normalised(checkpoint.load(mids[0]))
+            ra = scorer.rewards(end_a, ["val"])["val"]
         else:
-            end_a = checkpoint.load(rm_paths[a])
-        end_b = checkpoint.load(rm_paths[b])
-        ra = scorer.rewards(end_a, ["val"])["val"]
-        rb = scorer.rewards(end_b, ["val"])["val"]
+            end_a, ra = checkpoint.load(rm_paths[a]), scorer.saved_rewards(rm_paths[a])["val"]
+        end_b, rb = checkpoint.load(rm_paths[b]), scorer.saved_rewards(rm_paths[b])["val"]
         label = scorer.subset("val").label
         for lam in lams:
             # Accuracy ignores the normaliser (a positive affine map), so interpolations need no recalibration;

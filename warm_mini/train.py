@@ -14,6 +14,7 @@ Files in `out_dir`:
 """
 
 import contextlib
+import datetime
 import math
 import os
 import random
@@ -45,7 +46,9 @@ def init_distributed(device: str) -> str:
     if "RANK" not in os.environ or (dist.is_available() and dist.is_initialized()):
         return device
     cuda = device.startswith("cuda")
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    # A rank may wait at a barrier for hours while the others finish their share (a PPO run, a reward model),
+    # far past the default 30-minute timeout.
+    dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=12))
     if cuda:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local_rank)

@@ -30,7 +30,7 @@ from warm_mini import checkpoint, data, lm, reward
 from warm_mini import tokenizer as tok
 from warm_mini.config import Config
 from warm_mini.ppo import PPOTrainer, ValueModel, response_kl
-from warm_mini.train import Diverged
+from warm_mini.train import Diverged, dist_info
 from warm_pipeline import pairs_stage, rm_stage, sft_stage
 
 
@@ -158,7 +158,8 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
         out.mkdir(parents=True, exist_ok=True)
         evaluate_and_save()  # iteration 0: the SFT policy
 
-    bar = tqdm(total=cfg.ppo.iterations, initial=trainer.iteration, desc=f"ppo {label(source)} kl {kl_coef:g}", dynamic_ncols=True)
+    bar = tqdm(total=cfg.ppo.iterations, initial=trainer.iteration, desc=f"ppo {label(source)} kl {kl_coef:g}", dynamic_ncols=True,
+               disable=dist_info()[0] != 0)  # under torchrun, one bar: rank 0's
     while trainer.iteration < cfg.ppo.iterations:
         # the prompts of iteration i depend on the seed and i alone, so a resumed run sees the same ones
         rows = data.shuffled_rows(len(splits.train), seed, trainer.iteration, 0, 0, 1, cfg.ppo.batch_size, 1)
@@ -175,6 +176,8 @@ def train_policy(run_dir: Path, cfg: Config, source: str, kl_coef: float, splits
             evaluate_and_save()
     bar.close()
     checkpoint.atomic_write_text(out / "done", "")
+    final = checkpoint.read_jsonl(out / "eval.jsonl")[-1]["eval/control_reward"]
+    tqdm.write(f"ppo {label(source)} kl {kl_coef:g}: done, final held-out control reward {final:.3f}")
     return out
 
 
