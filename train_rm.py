@@ -1,8 +1,9 @@
 """Stage 1 of warm-mini: world -> tokenizer -> pretraining -> SFT -> preference pairs -> curriculum -> M reward models.
 
 Every stage writes into the run directory and is skipped when it has finished, so a killed run
-resumes where it stopped. Under torchrun --nproc_per_node=N train_rm.py ..., pretraining and SFT are
-data-parallel and the reward models are trained N at a time, one per process.
+resumes where it stopped. Under torchrun --nproc_per_node=N train_rm.py ..., pretraining, SFT and the
+curriculum are data-parallel, and the preference splits are sampled and the reward models trained N at a
+time, one per process.
 """
 
 import json
@@ -18,7 +19,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg, run_dir = cli.resolve(args)
     cfg.device = train.init_distributed(cfg.device)
-    rank, _ = train.dist_info()
+    rank, n_procs = train.dist_info()
     say = print if rank == 0 else (lambda *a, **k: None)
 
     if rank == 0:
@@ -49,7 +50,10 @@ def main(argv=None):
         return
 
     names = (*prefs.SPLITS, "curriculum") if cfg.rm.curriculum_steps else prefs.SPLITS
-    pairs = train.rank_zero_first(lambda: {split: pairs_stage.load_or_make(run_dir, cfg, splits, enc, split) for split in names})
+    for split in names[rank::n_procs]:  # under torchrun each process samples its share of the splits
+        pairs_stage.load_or_make(run_dir, cfg, splits, enc, split)
+    train.barrier()
+    pairs = {split: pairs_stage.load_or_make(run_dir, cfg, splits, enc, split) for split in names}
     train_pairs = pairs["train"]
     say(f"preference pairs: {', '.join(f'{s} {len(p)}' for s, p in pairs.items())} (train: {len(set(train_pairs.doc))} documents "
         f"x {cfg.rm.summaries_per_doc} samples, the reference and {cfg.rm.edited_per_doc} one-fact edits of it"
