@@ -273,8 +273,9 @@ def test_a_ppo_seed_reruns_ppo_alone(tiny_run):
 
 
 def test_two_processes_share_out_the_ppo_runs_and_write_what_one_writes(tiny_run, tmp_path):
-    """Under torchrun each process trains its own PPO runs (rank 0 WARM, rank 1 ENS, side by side), bit for bit
-    as one process trains them all at the same thread count; rank 0 alone then writes the report."""
+    """Under torchrun each process trains its own PPO runs (rank 0 WARM, rank 1 ENS), bit for bit as one process
+    trains them all at the same thread count, and rank 0 then writes the report. (That the runs went side by side is
+    not asserted: under load one process's set-up can outlast the other's whole tiny run.)"""
     flags = ["--preset", "tiny", "--reward", "warm:4,ens:4", "--ppo.iterations", "2", "--rlhf.eval_every", "1", "--no-bon"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launch = {1: [sys.executable], 2: [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]}
@@ -286,16 +287,13 @@ def test_two_processes_share_out_the_ppo_runs_and_write_what_one_writes(tiny_run
                              text=True, timeout=600)
         assert out.returncode == 0 and (run_dir / "report.md").exists(), out.stdout + out.stderr
         runs[nproc] = sorted((run_dir / "rlhf").glob("*_kl*"))
-    assert [r.name for r in runs[1]] == [r.name for r in runs[2]] == [r.name for r in sorted(runs[2], key=lambda r: r.name)]
+    assert [r.name for r in runs[1]] == [r.name for r in runs[2]] and [r.name[:4] for r in runs[2]] == ["ens4", "warm"]
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
     for one, two in zip(runs[1], runs[2]):
         for log in ("eval.jsonl", "train.jsonl"):
-            strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
             assert strip(checkpoint.read_jsonl(one / log)) == strip(checkpoint.read_jsonl(two / log)), (one.name, log)
         a, b = (checkpoint.load(rl_stage.snapshot_path(r, 2))["model"] for r in (one, two))
         assert all(torch.equal(a[k], b[k]) for k in a)
-    ens, warm = runs[2]  # side by side: each run began before the other had finished
-    for first, other in ((ens, warm), (warm, ens)):
-        assert rl_stage.snapshot_path(first, 0).stat().st_mtime < (other / "done").stat().st_mtime
 
 
 def test_the_oracle_reward_is_the_normalised_control_reward(tiny_run):
