@@ -60,6 +60,17 @@ def test_merge_refuses_a_damaged_or_foreign_rm_in_one_line_before_writing_anythi
     assert not (run_dir / "warm").exists()
 
 
+def test_stage_times_lists_every_finished_stage_in_the_order_it_ran(tiny_run):
+    """scripts/stage_times.py, behind the notebook's stage tables, on the run train_rm.py and merge.py just made."""
+    out = subprocess.run([sys.executable, "scripts/stage_times.py", str(tiny_run[0])], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line[:40].strip() for line in lines] == ["pretraining", "SFT", "SFT quality", "preference pairs", "linear probe",
+                                                     "curriculum", *[f"reward model {i}" for i in range(4)], "merge.py"]
+    gaps, elapsed = [float(line.split()[-7]) for line in lines], [float(line.split()[-2]) for line in lines]
+    assert min(gaps) >= 0 and abs(sum(gaps) - elapsed[-1]) < 0.1 * len(lines)  # each rounded to 0.1 s
+
+
 def test_train_rm_and_merge_leave_every_artifact(tiny_run):
     run_dir, out, merge_out = tiny_run
     assert "reward models in" in out
