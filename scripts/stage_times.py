@@ -8,7 +8,11 @@ resumed, or whose files were copied, gives meaningless gaps. The notebook's stag
 """
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from warm_pipeline.rm_stage import rm_index  # noqa: E402
 
 # (stage, the file whose time ends it), in the order the pipeline writes them; globs take their newest match
 STAGES = [("pretraining", "pretrain/model.pt"), ("SFT", "sft/model.pt"), ("SFT quality", "sft/quality.json"),
@@ -24,7 +28,7 @@ def stage_ends(run_dir: Path) -> list[tuple[str, float]]:
     """(stage, time its last file was written) for every finished stage, in the order they ran."""
     ends = [(name, newest(run_dir, pattern)) for name, pattern in STAGES]
     rms = sorted(run_dir.glob("rm/rm_*.pt"), key=lambda p: p.stat().st_mtime)
-    ends += [(f"reward model {p.stem.split('_')[1]}", p.stat().st_mtime) for p in rms]
+    ends += [(f"reward model {rm_index(p)}", p.stat().st_mtime) for p in rms]
     ends.append(("merge.py", newest(run_dir, "warm/summary.json")))
     ppo = sorted(run_dir.glob("rlhf/*/done"), key=lambda p: p.stat().st_mtime)
     ends += [(f"PPO {p.parent.name}", p.stat().st_mtime) for p in ppo]
